@@ -1,0 +1,125 @@
+//! The command line: clap parses it, `Options::resolve` checks what clap cannot.
+
+use std::time::Duration;
+
+use clap::Parser;
+use url::Url;
+
+/// Default per-request timeout for a URL given on the command line.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default per-request timeout against the built-in demo site (its slow page is slower than this).
+pub const DEFAULT_DEMO_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A concurrent web crawler: every fetch is a task on a `concurrent_futures::ThreadPoolExecutor`, and a done-callback
+/// on each task's future parses the page and submits the links it finds.
+///
+/// With no URL it starts a built-in demo site on 127.0.0.1 and crawls that (no network needed).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "crawler", version, about, long_about = None)]
+pub struct Args {
+    /// Start URL (http or https). Omit it to crawl the built-in demo site.
+    pub url: Option<String>,
+
+    /// Follow links up to this many hops from the start page (the start page is depth 0).
+    #[arg(short, long, default_value_t = 3)]
+    pub depth: u32,
+
+    /// Fetch at most this many URLs (redirect hops count as fetches).
+    #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_pages: u64,
+
+    /// Worker threads fetching at the same time.
+    #[arg(short, long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub workers: u64,
+
+    /// Per-request timeout, e.g. `10s`, `500ms` or `2.5` (seconds) [default: 10s, 500ms for the demo site].
+    #[arg(short, long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Follow links to other hosts too (by default only the start URL's host and port are crawled).
+    #[arg(long)]
+    pub all_hosts: bool,
+
+    /// Do not fetch or honour robots.txt.
+    #[arg(long)]
+    pub ignore_robots: bool,
+
+    /// Print one JSON document on stdout instead of the summary table (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not show the progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Demo site: latency added to every response, in milliseconds.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub demo_latency_ms: u64,
+
+    /// Demo site: number of generated pages.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub demo_pages: u64,
+
+    /// Serve the demo site and print its URL, without crawling it, until Ctrl-C.
+    #[arg(long, conflicts_with = "url")]
+    pub serve_demo: bool,
+}
+
+/// `10s`, `500ms`, `1m 30s` (humantime), or a plain number of seconds (`2`, `0.5`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let duration = if let Ok(secs) = s.parse::<f64>() {
+        Duration::try_from_secs_f64(secs).map_err(|e| format!("{s}: {e}"))?
+    } else {
+        humantime::parse_duration(s).map_err(|e| format!("{s}: {e} (try `10s` or `500ms`)"))?
+    };
+    if duration.is_zero() {
+        return Err("the timeout must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+/// Parses and checks a start URL: absolute, http or https, with a host.
+pub fn parse_start_url(s: &str) -> Result<Url, String> {
+    let url = match Url::parse(s) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err(format!(
+                "invalid URL '{s}': it has no scheme (did you mean http://{s} ?)"
+            ));
+        }
+        Err(e) => return Err(format!("invalid URL '{s}': {e}")),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "invalid URL '{s}': only http and https URLs can be crawled, not {}:",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("invalid URL '{s}': it has no host"));
+    }
+    Ok(crate::links::normalise(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn start_urls() {
+        assert!(parse_start_url("http://127.0.0.1:8000/").is_ok());
+        assert!(parse_start_url("example.com").unwrap_err().contains("no scheme"));
+        assert!(parse_start_url("ftp://example.com/").unwrap_err().contains("only http"));
+        assert!(parse_start_url("http://").is_err());
+    }
+}
