@@ -99,7 +99,7 @@ pub fn parse_start_url(s: &str) -> Result<Url, String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("invalid URL '{s}': it has no host"));
     }
-    Ok(crate::links::normalise(url))
+    Ok(super::links::normalise(url))
 }
 
 #[cfg(test)]

@@ -25,9 +25,9 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use url::Url;
 
-use crate::fetch::{ErrorKind, Fetched, Fetcher, error_chain};
-use crate::links;
-use crate::robots::RobotsCache;
+use super::fetch::{ErrorKind, Fetched, Fetcher, error_chain};
+use super::links;
+use super::robots::RobotsCache;
 
 /// At most this many redirects in a row.
 pub const MAX_REDIRECTS: u32 = 10;

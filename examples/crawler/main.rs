@@ -33,9 +33,9 @@ use std::time::Duration;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::Args;
-use crate::crawl::{Config, Event};
-use crate::demo::{DemoOptions, DemoSite};
+use self::cli::Args;
+use self::crawl::{Config, Event};
+use self::demo::{DemoOptions, DemoSite};
 
 /// Exit codes.
 pub const EXIT_OK: i32 = 0;

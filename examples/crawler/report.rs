@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::crawl::{Outcome, PageRecord};
+use super::crawl::{Outcome, PageRecord};
 
 /// The figures of a crawl.
 #[derive(Debug, Clone, Serialize, PartialEq)]

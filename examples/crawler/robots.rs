@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use texting_robots::Robot;
 use url::Url;
 
-use crate::fetch::{Fetcher, ROBOTS_AGENT};
+use super::fetch::{Fetcher, ROBOTS_AGENT};
 
 /// The rules of one origin.
 pub enum Rules {
