@@ -118,8 +118,16 @@ mod tests {
     #[test]
     fn start_urls() {
         assert!(parse_start_url("http://127.0.0.1:8000/").is_ok());
-        assert!(parse_start_url("example.com").unwrap_err().contains("no scheme"));
-        assert!(parse_start_url("ftp://example.com/").unwrap_err().contains("only http"));
+        assert!(
+            parse_start_url("example.com")
+                .unwrap_err()
+                .contains("no scheme")
+        );
+        assert!(
+            parse_start_url("ftp://example.com/")
+                .unwrap_err()
+                .contains("only http")
+        );
         assert!(parse_start_url("http://").is_err());
     }
 }

@@ -188,7 +188,9 @@ pub fn run(
         progress,
         started: Instant::now(),
     });
-    let finished = Finished { crawl: Arc::clone(&crawl) };
+    let finished = Finished {
+        crawl: Arc::clone(&crawl),
+    };
     crawl.begin();
     let interrupted = match events.recv() {
         Ok(Event::Done) => false,
@@ -213,11 +215,17 @@ thread_local! {
 
 impl Crawl {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn signal(&self, event: Event) {
-        let _ = self.events.lock().unwrap_or_else(|p| p.into_inner()).send(event);
+        let _ = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(event);
     }
 
     fn begin(self: &Arc<Self>) {
@@ -233,7 +241,12 @@ impl Crawl {
                 self.signal(Event::Done);
                 return;
             }
-            st.entries.push(Entry { url: start, depth: 0, hops: 0, done: None });
+            st.entries.push(Entry {
+                url: start,
+                depth: 0,
+                hops: 0,
+                done: None,
+            });
         }
         self.pump();
     }
@@ -301,7 +314,9 @@ impl Crawl {
         match future {
             Ok(future) => {
                 let me = Arc::clone(self);
-                future.add_done_callback(move |f: &Future<Fetched>| me.on_done(index, &url, depth, f));
+                future.add_done_callback(move |f: &Future<Fetched>| {
+                    me.on_done(index, &url, depth, f)
+                });
             }
             // The pool is shutting down (Ctrl-C): this one will not run.
             Err(_) => self.finish_entry(index, None, true),
@@ -311,9 +326,18 @@ impl Crawl {
     /// The done-callback: runs on the worker thread that finished the fetch.
     fn on_done(self: &Arc<Self>, index: usize, url: &Url, depth: u32, future: &Future<Fetched>) {
         let processed = match future.result() {
-            Ok(fetched) if fetched.error.as_ref().is_some_and(|(kind, _)| *kind == ErrorKind::Robots) => {
+            Ok(fetched)
+                if fetched
+                    .error
+                    .as_ref()
+                    .is_some_and(|(kind, _)| *kind == ErrorKind::Robots) =>
+            {
                 self.lock().robots_blocked.push(url.to_string());
-                Processed { record: None, links: Vec::new(), redirect: None }
+                Processed {
+                    record: None,
+                    links: Vec::new(),
+                    redirect: None,
+                }
             }
             Ok(fetched) => examine(url, depth, fetched),
             Err(PoolError::Cancelled) => {
@@ -333,7 +357,11 @@ impl Crawl {
                     redirect: None,
                     elapsed_ms: 0.0,
                 };
-                Processed { record: Some(record), links: Vec::new(), redirect: None }
+                Processed {
+                    record: Some(record),
+                    links: Vec::new(),
+                    redirect: None,
+                }
             }
         };
         self.progress.inc(1);
@@ -349,7 +377,11 @@ impl Crawl {
             if cancelled {
                 st.cancelled += 1;
             }
-            st.entries[index].done = Some(processed.unwrap_or(Processed { record: None, links: Vec::new(), redirect: None }));
+            st.entries[index].done = Some(processed.unwrap_or(Processed {
+                record: None,
+                links: Vec::new(),
+                redirect: None,
+            }));
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
@@ -375,8 +407,14 @@ impl Crawl {
 
     /// Processes entry `i` in BFS order: its links (or its redirect target) join the queue.
     fn commit(&self, st: &mut State, i: usize) {
-        let (url, depth, hops) = (st.entries[i].url.clone(), st.entries[i].depth, st.entries[i].hops);
-        let Some(processed) = st.entries[i].done.as_mut() else { return };
+        let (url, depth, hops) = (
+            st.entries[i].url.clone(),
+            st.entries[i].depth,
+            st.entries[i].hops,
+        );
+        let Some(processed) = st.entries[i].done.as_mut() else {
+            return;
+        };
         let links = std::mem::take(&mut processed.links);
         let redirect = processed.redirect.take();
         if let Some(target) = redirect {
@@ -397,9 +435,15 @@ impl Crawl {
             }
             st.redirects.insert(url.as_str().to_owned(), target.clone());
             let error = if is_loop {
-                Some((ErrorKind::RedirectLoop, format!("redirects back to {target}")))
+                Some((
+                    ErrorKind::RedirectLoop,
+                    format!("redirects back to {target}"),
+                ))
             } else if hops >= MAX_REDIRECTS {
-                Some((ErrorKind::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects in a row")))
+                Some((
+                    ErrorKind::TooManyRedirects,
+                    format!("more than {MAX_REDIRECTS} redirects in a row"),
+                ))
             } else {
                 None
             };
@@ -437,7 +481,12 @@ impl Crawl {
             return;
         }
         st.seen.insert(url.as_str().to_owned());
-        st.entries.push(Entry { url, depth, hops, done: None });
+        st.entries.push(Entry {
+            url,
+            depth,
+            hops,
+            done: None,
+        });
     }
 
     fn outcome(&self, interrupted: bool) -> Outcome {
@@ -478,9 +527,17 @@ fn examine(url: &Url, depth: u32, fetched: &Fetched) -> Processed {
         redirect: None,
         elapsed_ms: fetched.elapsed.as_secs_f64() * 1000.0,
     };
-    let mut processed = Processed { record: None, links: Vec::new(), redirect: None };
+    let mut processed = Processed {
+        record: None,
+        links: Vec::new(),
+        redirect: None,
+    };
     if let Some(status @ (301 | 302 | 303 | 307 | 308)) = fetched.status {
-        match fetched.location.as_deref().and_then(|location| links::resolve(url, location)) {
+        match fetched
+            .location
+            .as_deref()
+            .and_then(|location| links::resolve(url, location))
+        {
             Some(target) => {
                 record.redirect = Some(target.to_string());
                 processed.redirect = Some(target);
@@ -517,15 +574,26 @@ fn decode(content_type: Option<&str>, body: &[u8]) -> (String, Option<String>) {
     let declared = content_type
         .and_then(|ct| ct.parse::<mime::Mime>().ok())
         .and_then(|m| m.get_param(mime::CHARSET).map(|c| c.as_str().to_owned()));
-    let encoding = declared.as_deref().and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
+    let encoding = declared
+        .as_deref()
+        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
     match (declared, encoding) {
         (Some(label), None) => {
             let (text, _, _) = encoding_rs::UTF_8.decode(body);
-            (text.into_owned(), Some(format!("unknown charset {label:?}")))
+            (
+                text.into_owned(),
+                Some(format!("unknown charset {label:?}")),
+            )
         }
         (Some(_), Some(encoding)) => {
             let (text, used, had_errors) = encoding.decode(body);
-            let error = had_errors.then(|| format!("invalid {} in a page declared as {}", used.name(), encoding.name()));
+            let error = had_errors.then(|| {
+                format!(
+                    "invalid {} in a page declared as {}",
+                    used.name(),
+                    encoding.name()
+                )
+            });
             (text.into_owned(), error)
         }
         (None, _) => {
@@ -551,12 +619,23 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(decode(Some("text/html; charset=utf-8"), "é".as_bytes()), ("é".into(), None));
+        assert_eq!(
+            decode(Some("text/html; charset=utf-8"), "é".as_bytes()),
+            ("é".into(), None)
+        );
         let (text, error) = decode(Some("text/html; charset=utf-8"), b"a\xffb");
         assert_eq!(text, "a\u{fffd}b");
         assert!(error.unwrap().contains("UTF-8"));
-        assert_eq!(decode(Some("text/html; charset=iso-8859-1"), b"caf\xe9"), ("café".into(), None));
+        assert_eq!(
+            decode(Some("text/html; charset=iso-8859-1"), b"caf\xe9"),
+            ("café".into(), None)
+        );
         assert_eq!(decode(Some("text/html"), b"caf\xe9"), ("café".into(), None));
-        assert!(decode(Some("text/html; charset=klingon"), b"x").1.unwrap().contains("unknown charset"));
+        assert!(
+            decode(Some("text/html; charset=klingon"), b"x")
+                .1
+                .unwrap()
+                .contains("unknown charset")
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The built-in demo site: a few hundred generated pages on 127.0.0.1, with the traps a crawler must survive.
 //!
-//! It is served by tiny_http, and every request is handled by a task on a `ThreadPoolExecutor` (the server side of
-//! the library), after an artificial latency (`--demo-latency-ms`) so that concurrency shows.
+//! It is served by `serve::Server`, where every connection is a task on a `ThreadPoolExecutor` (the library on the
+//! server side too); every response waits an artificial latency (`--demo-latency-ms`) so that concurrency shows.
 //!
 //! | path | what it is |
 //! |---|---|
@@ -20,11 +20,11 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use concurrent_futures::ThreadPoolExecutor;
 use url::Url;
+
+use super::serve::{Request, Response, Server};
 
 /// The shape of the site.
 #[derive(Debug, Clone)]
@@ -39,7 +39,11 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { pages: 300, latency: Duration::from_millis(20), slow: Some(Duration::from_secs(5)) }
+        DemoOptions {
+            pages: 300,
+            latency: Duration::from_millis(20),
+            slow: Some(Duration::from_secs(5)),
+        }
     }
 }
 
@@ -56,7 +60,13 @@ pub struct Reply {
 
 impl Reply {
     fn html(status: u16, body: String) -> Reply {
-        Reply { status, content_type: "text/html; charset=utf-8", location: None, body: body.into_bytes(), delay: None }
+        Reply {
+            status,
+            content_type: "text/html; charset=utf-8",
+            location: None,
+            body: body.into_bytes(),
+            delay: None,
+        }
     }
 
     fn redirect(status: u16, to: &str) -> Reply {
@@ -109,11 +119,20 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
             if options.slow.is_some() {
                 body.push_str("<li><a href=\"/slow\">a slow page</a></li>\n");
             }
-            let _ = writeln!(body, "<li><a href=\"{refused}\">a server that is down</a></li>");
+            let _ = writeln!(
+                body,
+                "<li><a href=\"{refused}\">a server that is down</a></li>"
+            );
             body.push_str("<li><a href=\"mailto:demo@example.invalid\">mail us</a></li>\n</ul>");
             Reply::html(200, page("Demo site", &body))
         }
-        "/about" => Reply::html(200, page("About", "<a href=\"/\">home</a> <a href=\"page/0#top\">start here</a>")),
+        "/about" => Reply::html(
+            200,
+            page(
+                "About",
+                "<a href=\"/\">home</a> <a href=\"page/0#top\">start here</a>",
+            ),
+        ),
         "/robots.txt" => Reply {
             status: 200,
             content_type: "text/plain",
@@ -124,12 +143,24 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
         "/redirect/1" => Reply::redirect(301, "/redirect/2"),
         "/redirect/2" => Reply::redirect(302, "/redirect/3"),
         "/redirect/3" => Reply::redirect(307, "/landing"),
-        "/landing" => Reply::html(200, page("Landing", "<p>Three redirects later.</p><a href=\"/\">home</a>")),
+        "/landing" => Reply::html(
+            200,
+            page(
+                "Landing",
+                "<p>Three redirects later.</p><a href=\"/\">home</a>",
+            ),
+        ),
         "/loop/a" => Reply::redirect(302, "/loop/b"),
         "/loop/b" => Reply::redirect(302, "/loop/a"),
         "/slow" => match options.slow {
             Some(delay) => {
-                let mut reply = Reply::html(200, page("Slow", "<p>Worth the wait?</p><a href=\"/slow-child\">x</a>"));
+                let mut reply = Reply::html(
+                    200,
+                    page(
+                        "Slow",
+                        "<p>Worth the wait?</p><a href=\"/slow-child\">x</a>",
+                    ),
+                );
                 reply.delay = Some(delay);
                 reply
             }
@@ -138,7 +169,13 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
         "/files/report.pdf" => {
             let mut body = b"%PDF-1.4\n% not really a PDF, but labelled as one\n".to_vec();
             body.resize(20_000, b'.');
-            Reply { status: 200, content_type: "application/pdf", location: None, body, delay: None }
+            Reply {
+                status: 200,
+                content_type: "application/pdf",
+                location: None,
+                body,
+                delay: None,
+            }
         }
         "/large" => {
             let mut body = String::with_capacity(1_600_000);
@@ -147,22 +184,44 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
                 body.push_str(FILLER);
                 body.push_str("</p>\n");
             }
-            let _ = write!(body, "<a href=\"/page/{}\">the end</a>", n.saturating_sub(1));
+            let _ = write!(
+                body,
+                "<a href=\"/page/{}\">the end</a>",
+                n.saturating_sub(1)
+            );
             Reply::html(200, page("A large page", &body))
         }
         "/bad-encoding" => {
-            let mut body = page("Bad encoding", "<p>caf\u{e9}? <a href=\"/page/1\">one</a></p>").into_bytes();
+            let mut body = page(
+                "Bad encoding",
+                "<p>caf\u{e9}? <a href=\"/page/1\">one</a></p>",
+            )
+            .into_bytes();
             // Latin-1 bytes in a page declared as UTF-8.
             body.extend_from_slice(b"<p>caf\xe9 cr\xe8me br\xfbl\xe9e</p>");
-            Reply { status: 200, content_type: "text/html; charset=utf-8", location: None, body, delay: None }
+            Reply {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                location: None,
+                body,
+                delay: None,
+            }
         }
         "/flaky" => Reply::html(503, page("Service unavailable", "<p>Try again later.</p>")),
         _ => {
             if let Some(rest) = path.strip_prefix("/private/") {
-                return Reply::html(200, page("Private", &format!("<p>robots.txt says no: {rest}</p>")));
+                return Reply::html(
+                    200,
+                    page("Private", &format!("<p>robots.txt says no: {rest}</p>")),
+                );
             }
-            match path.strip_prefix("/page/").and_then(|i| i.parse::<usize>().ok()) {
-                Some(i) if i < n && path == format!("/page/{i}") => Reply::html(200, generated_page(i, n)),
+            match path
+                .strip_prefix("/page/")
+                .and_then(|i| i.parse::<usize>().ok())
+            {
+                Some(i) if i < n && path == format!("/page/{i}") => {
+                    Reply::html(200, generated_page(i, n))
+                }
                 _ => not_found(path),
             }
         }
@@ -170,7 +229,13 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
 }
 
 fn not_found(path: &str) -> Reply {
-    Reply::html(404, page("Not found", &format!("<p>No page at {path}.</p><a href=\"/\">home</a>")))
+    Reply::html(
+        404,
+        page(
+            "Not found",
+            &format!("<p>No page at {path}.</p><a href=\"/\">home</a>"),
+        ),
+    )
 }
 
 /// `/page/{i}`: links to its children, its parent, one pseudo-random page; every tenth page has a dead link, and
@@ -188,7 +253,11 @@ fn generated_page(i: usize, n: usize) -> String {
         let _ = writeln!(body, "<li><a href=\"{href}\">page {c}</a></li>");
     }
     body.push_str("</ul>\n");
-    let parent = if i < 8 { "/".to_owned() } else { format!("/page/{}", (i - 8) / 8) };
+    let parent = if i < 8 {
+        "/".to_owned()
+    } else {
+        format!("/page/{}", (i - 8) / 8)
+    };
     let _ = writeln!(body, "<a href=\"{parent}\">up</a>");
     let random = (i * 7919 + 13) % n;
     let _ = writeln!(body, "<a href=\"/page/{random}?\">see also</a>");
@@ -204,48 +273,36 @@ fn generated_page(i: usize, n: usize) -> String {
 /// A running demo site; dropping it stops the server.
 pub struct DemoSite {
     url: Url,
-    server: Arc<tiny_http::Server>,
-    acceptor: Option<JoinHandle<()>>,
-    pool: ThreadPoolExecutor,
     stop: Arc<(Mutex<bool>, Condvar)>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
+    // Dropped after `stop` is set (see `Drop`), so the slow page lets go at once.
+    server: Option<Server>,
 }
 
 impl DemoSite {
     /// Starts the site on 127.0.0.1 and a free port.
     pub fn start(options: DemoOptions) -> Result<DemoSite, String> {
-        let server = tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot start the demo site: {e}"))?;
-        let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("the demo site has no TCP address")?;
-        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
         // A loopback port nothing listens on: bind one, note it, close it.
         let refused = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| format!("http://127.0.0.1:{}/", a.port()))
             .map_err(|e| format!("cannot pick a closed port: {e}"))?;
-        let pool = ThreadPoolExecutor::builder()
-            .max_workers(256)
-            .thread_name_prefix("demo-site")
-            .build()
-            .map_err(|e| format!("cannot start the demo site's pool: {e}"))?;
-        let server = Arc::new(server);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let hits = Arc::new(Mutex::new(HashMap::new()));
-        let acceptor = {
-            let (server, pool, stop, hits) = (server.clone(), pool.clone(), stop.clone(), hits.clone());
-            let options = Arc::new(options);
-            let refused = Arc::new(refused);
-            std::thread::Builder::new()
-                .name("demo-site-accept".into())
-                .spawn(move || {
-                    for request in server.incoming_requests() {
-                        let (options, refused, stop, hits) = (options.clone(), refused.clone(), stop.clone(), hits.clone());
-                        // Each request is a task on the pool. After shutdown, submit fails and the request is dropped.
-                        let _ = pool.submit(move || serve(request, &options, &refused, &stop, &hits));
-                    }
-                })
-                .map_err(|e| format!("cannot start the demo site: {e}"))?
+        let server = {
+            let (stop, hits) = (stop.clone(), hits.clone());
+            Server::start("demo-site", move |request: &Request| {
+                serve(request, &options, &refused, &stop, &hits)
+            })
+            .map_err(|e| format!("cannot start the demo site: {e}"))?
         };
-        Ok(DemoSite { url, server, acceptor: Some(acceptor), pool, stop, hits })
+        let url = Url::parse(&format!("http://{}/", server.addr())).map_err(|e| e.to_string())?;
+        Ok(DemoSite {
+            url,
+            stop,
+            hits,
+            server: Some(server),
+        })
     }
 
     /// `http://127.0.0.1:{port}/`.
@@ -261,16 +318,10 @@ impl DemoSite {
 
 impl Drop for DemoSite {
     fn drop(&mut self) {
-        {
-            let (stopped, wake) = &*self.stop;
-            *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-            wake.notify_all();
-        }
-        self.server.unblock();
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        self.pool.shutdown(true);
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        drop(self.server.take());
     }
 }
 
@@ -285,27 +336,22 @@ fn pause(stop: &(Mutex<bool>, Condvar), delay: Duration) {
 }
 
 fn serve(
-    request: tiny_http::Request,
+    request: &Request,
     options: &DemoOptions,
     refused: &str,
     stop: &(Mutex<bool>, Condvar),
     hits: &Mutex<HashMap<String, usize>>,
-) {
-    let path = request.url().to_owned();
+) -> Response {
     if let Ok(mut hits) = hits.lock() {
-        *hits.entry(path.clone()).or_default() += 1;
+        *hits.entry(request.path.clone()).or_default() += 1;
     }
-    let reply = respond(options, refused, &path);
+    let reply = respond(options, refused, &request.path);
     pause(stop, options.latency + reply.delay.unwrap_or_default());
-    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-    if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", reply.content_type) {
-        response.add_header(header);
+    let response = Response::new(reply.status, reply.content_type, reply.body);
+    match reply.location {
+        Some(location) => response.with_header("Location", &location),
+        None => response,
     }
-    if let Some(Ok(header)) = reply.location.map(|to| tiny_http::Header::from_bytes("Location", to)) {
-        response.add_header(header);
-    }
-    // The client may have given up (the slow page): nothing to do about it.
-    let _ = request.respond(response);
 }
 
 #[cfg(test)]
@@ -314,7 +360,10 @@ mod tests {
 
     #[test]
     fn site_shape() {
-        let options = DemoOptions { pages: 20, ..DemoOptions::default() };
+        let options = DemoOptions {
+            pages: 20,
+            ..DemoOptions::default()
+        };
         let get = |p: &str| respond(&options, "http://127.0.0.1:9/", p);
         assert_eq!(get("/").status, 200);
         assert_eq!(get("/page/19").status, 200);

@@ -99,7 +99,11 @@ pub struct Fetched {
 
 impl Fetched {
     pub fn failed(kind: ErrorKind, message: impl Into<String>, started: Instant) -> Fetched {
-        Fetched { error: Some((kind, message.into())), elapsed: started.elapsed(), ..Fetched::default() }
+        Fetched {
+            error: Some((kind, message.into())),
+            elapsed: started.elapsed(),
+            ..Fetched::default()
+        }
     }
 
     /// `text/html` or `application/xhtml+xml` (or no content type at all and a body that looks like HTML).
@@ -111,7 +115,8 @@ impl Fetched {
             }
             None if content_type.is_some() => false,
             None => {
-                let head = String::from_utf8_lossy(&body[..body.len().min(512)]).to_ascii_lowercase();
+                let head =
+                    String::from_utf8_lossy(&body[..body.len().min(512)]).to_ascii_lowercase();
                 let head = head.trim_start();
                 head.starts_with("<!doctype html") || head.starts_with("<html")
             }
@@ -142,7 +147,9 @@ impl Fetcher {
         if !use_env_proxy {
             builder = builder.no_proxy();
         }
-        let client = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Fetcher { client })
     }
 
@@ -155,12 +162,19 @@ impl Fetcher {
         };
         let status = response.status();
         let header = |name| {
-            response.headers().get(name).map(|v: &reqwest::header::HeaderValue| {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            })
+            response
+                .headers()
+                .get(name)
+                .map(|v: &reqwest::header::HeaderValue| {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                })
         };
         let content_type = header(CONTENT_TYPE);
-        let location = if status.is_redirection() { header(LOCATION) } else { None };
+        let location = if status.is_redirection() {
+            header(LOCATION)
+        } else {
+            None
+        };
         let mut body = Vec::new();
         let read = response.take(MAX_BODY_BYTES + 1).read_to_end(&mut body);
         let mut fetched = Fetched {
@@ -172,7 +186,11 @@ impl Fetcher {
         };
         match read {
             Err(e) => {
-                let kind = if is_timeout_io(&e) { ErrorKind::Timeout } else { ErrorKind::Body };
+                let kind = if is_timeout_io(&e) {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Body
+                };
                 fetched.error = Some((kind, error_chain(&e)));
             }
             Ok(_) if body.len() as u64 > MAX_BODY_BYTES => {
@@ -193,15 +211,35 @@ impl Fetcher {
     }
 
     /// A small GET for robots.txt: status and body (at most 512 KiB, as RFC 9309 allows), or the error.
-    pub fn fetch_small(&self, url: &Url) -> Result<(u16, Option<String>, Vec<u8>), (ErrorKind, String)> {
-        let response = self.client.get(url.as_str()).send().map_err(|e| (classify(&e), error_chain(&e)))?;
+    pub fn fetch_small(
+        &self,
+        url: &Url,
+    ) -> Result<(u16, Option<String>, Vec<u8>), (ErrorKind, String)> {
+        let response = self
+            .client
+            .get(url.as_str())
+            .send()
+            .map_err(|e| (classify(&e), error_chain(&e)))?;
         let status = response.status().as_u16();
-        let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = Vec::new();
         response
             .take(512 * 1024)
             .read_to_end(&mut body)
-            .map_err(|e| (if is_timeout_io(&e) { ErrorKind::Timeout } else { ErrorKind::Body }, error_chain(&e)))?;
+            .map_err(|e| {
+                (
+                    if is_timeout_io(&e) {
+                        ErrorKind::Timeout
+                    } else {
+                        ErrorKind::Body
+                    },
+                    error_chain(&e),
+                )
+            })?;
         Ok((status, location, body))
     }
 }
@@ -226,7 +264,10 @@ pub fn classify(e: &reqwest::Error) -> ErrorKind {
                 std::io::ErrorKind::TimedOut => timed_out = true,
                 _ => {}
             }
-            if io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
                 any_tls = true;
             }
         }
@@ -234,7 +275,9 @@ pub fn classify(e: &reqwest::Error) -> ErrorKind {
         if text.contains("dns error") || text.contains("failed to lookup address") {
             any_dns = true;
         }
-        if text.contains("certificate") || text.contains("tls handshake") || text.contains("invalidcontenttype")
+        if text.contains("certificate")
+            || text.contains("tls handshake")
+            || text.contains("invalidcontenttype")
         {
             any_tls = true;
         }

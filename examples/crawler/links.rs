@@ -10,8 +10,9 @@ static LINKS: LazyLock<Selector> = LazyLock::new(|| {
 });
 static BASE: LazyLock<Selector> =
     LazyLock::new(|| Selector::parse("base[href]").expect("a valid selector"));
-static META_ROBOTS: LazyLock<Selector> =
-    LazyLock::new(|| Selector::parse(r#"meta[name="robots" i][content]"#).expect("a valid selector"));
+static META_ROBOTS: LazyLock<Selector> = LazyLock::new(|| {
+    Selector::parse(r#"meta[name="robots" i][content]"#).expect("a valid selector")
+});
 
 /// The canonical form of a URL the crawler keys on: no fragment, no empty query. The `url` crate has already
 /// lower-cased the scheme and host, dropped a default port, resolved `.` and `..` and percent-encoded the rest.
@@ -105,7 +106,11 @@ mod tests {
             <area href="map.html">
             <iframe src="frame.html"></iframe>
         </body></html>"##;
-        let found: Vec<String> = extract(&base, html).links.iter().map(|u| u.to_string()).collect();
+        let found: Vec<String> = extract(&base, html)
+            .links
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
         assert_eq!(
             found,
             [
@@ -136,7 +141,13 @@ mod tests {
     #[test]
     fn broken_html_still_yields_links() {
         let page = url("http://example.com/");
-        let links = extract(&page, "<p><a href='/one'>one<a href=/two>two</p></div><a href=\"/three\"");
-        assert_eq!(links.links[..2], [url("http://example.com/one"), url("http://example.com/two")]);
+        let links = extract(
+            &page,
+            "<p><a href='/one'>one<a href=/two>two</p></div><a href=\"/three\"",
+        );
+        assert_eq!(
+            links.links[..2],
+            [url("http://example.com/one"), url("http://example.com/two")]
+        );
     }
 }

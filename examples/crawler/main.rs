@@ -11,7 +11,7 @@
 //! demo site, or `cargo run --release --example crawler -- https://example.com/ --depth 2`; `--help` for the rest.
 //!
 //! Modules: `cli` (the command line), `crawl` (the pool, the futures and their callbacks), `fetch` (one GET with
-//! reqwest), `links` (scraper and url), `robots` (robots.txt), `demo` (the demo site), `report` (table and JSON).
+//! reqwest), `links` (scraper and url), `robots` (robots.txt), `demo` (the demo site), `serve` (a small HTTP server on the pool), `report` (table and JSON).
 
 // Every module is also compiled into tests/crawler.rs, which uses parts the binary does not.
 #![allow(dead_code)]
@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod links;
 pub mod report;
 pub mod robots;
+pub mod serve;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -47,26 +48,36 @@ fn main() {
     let code = {
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();
-        run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock(), |events| {
-            // First Ctrl-C: stop and report. Second: leave at once.
-            let pressed = AtomicBool::new(false);
-            let installed = ctrlc::set_handler(move || {
-                if pressed.swap(true, Ordering::SeqCst) {
-                    std::process::exit(EXIT_INTERRUPTED);
+        run(
+            std::env::args_os(),
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+            |events| {
+                // First Ctrl-C: stop and report. Second: leave at once.
+                let pressed = AtomicBool::new(false);
+                let installed = ctrlc::set_handler(move || {
+                    if pressed.swap(true, Ordering::SeqCst) {
+                        std::process::exit(EXIT_INTERRUPTED);
+                    }
+                    let _ = events.send(Event::Interrupted);
+                });
+                if let Err(e) = installed {
+                    eprintln!("warning: cannot handle Ctrl-C: {e}");
                 }
-                let _ = events.send(Event::Interrupted);
-            });
-            if let Err(e) = installed {
-                eprintln!("warning: cannot handle Ctrl-C: {e}");
-            }
-        })
+            },
+        )
     };
     std::process::exit(code);
 }
 
 /// The whole program: parses `args`, crawls, writes the report on `out` and messages on `err`, returns the exit
 /// code. `on_start` receives a sender for `Event::Interrupted` (the binary hands it to the Ctrl-C handler).
-pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write, on_start: impl FnOnce(Sender<Event>)) -> i32
+pub fn run<I, T>(
+    args: I,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    on_start: impl FnOnce(Sender<Event>),
+) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -75,21 +86,32 @@ where
         Ok(args) => args,
         Err(e) => {
             // --help and --version are not errors; usage errors exit with 2.
-            let _ = if e.use_stderr() { write!(err, "{}", e.render()) } else { write!(out, "{}", e.render()) };
+            let _ = if e.use_stderr() {
+                write!(err, "{}", e.render())
+            } else {
+                write!(out, "{}", e.render())
+            };
             return e.exit_code();
         }
     };
     let start = match args.url.as_deref().map(cli::parse_start_url).transpose() {
         Ok(start) => start,
         Err(message) => {
-            let _ = writeln!(err, "error: {message}\n\nFor more information, try '--help'.");
+            let _ = writeln!(
+                err,
+                "error: {message}\n\nFor more information, try '--help'."
+            );
             return EXIT_USAGE;
         }
     };
     let (events_tx, events) = mpsc::channel();
     on_start(events_tx.clone());
 
-    let timeout = args.timeout.unwrap_or(if start.is_some() { cli::DEFAULT_TIMEOUT } else { cli::DEFAULT_DEMO_TIMEOUT });
+    let timeout = args.timeout.unwrap_or(if start.is_some() {
+        cli::DEFAULT_TIMEOUT
+    } else {
+        cli::DEFAULT_DEMO_TIMEOUT
+    });
     // The demo site lives as long as this function.
     let demo = match start {
         Some(_) => None,
@@ -145,10 +167,17 @@ where
             return EXIT_FAILURE;
         }
     };
-    let written = if args.json { report::write_json(out, &outcome) } else { report::write_table(out, &outcome) };
+    let written = if args.json {
+        report::write_json(out, &outcome)
+    } else {
+        report::write_table(out, &outcome)
+    };
     let _ = out.flush();
     if outcome.interrupted {
-        let _ = writeln!(err, "Interrupted: waiting for the fetches already running (at most {timeout:?})...");
+        let _ = writeln!(
+            err,
+            "Interrupted: waiting for the fetches already running (at most {timeout:?})..."
+        );
     }
     // After Ctrl-C, fetches already running finish (within --timeout); nothing new starts.
     finished.wait();
@@ -170,8 +199,10 @@ fn progress_bar(show: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} pages fetched in {elapsed} ({per_sec}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{spinner} {pos} pages fetched in {elapsed} ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     bar

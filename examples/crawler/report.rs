@@ -40,7 +40,9 @@ impl Summary {
         let mut non_html = 0;
         for page in &outcome.pages {
             if let Some(status) = page.status {
-                *status_classes.entry(format!("{}xx", status / 100)).or_insert(0) += 1;
+                *status_classes
+                    .entry(format!("{}xx", status / 100))
+                    .or_insert(0) += 1;
                 if (200..300).contains(&status) && !is_html(page) {
                     non_html += 1;
                 }
@@ -63,7 +65,11 @@ impl Summary {
             non_html,
             bytes: outcome.pages.iter().map(|p| p.bytes).sum(),
             elapsed_s,
-            pages_per_s: if elapsed_s > 0.0 { pages_fetched as f64 / elapsed_s } else { 0.0 },
+            pages_per_s: if elapsed_s > 0.0 {
+                pages_fetched as f64 / elapsed_s
+            } else {
+                0.0
+            },
             max_depth: outcome.pages.iter().map(|p| p.depth).max().unwrap_or(0),
             robots_blocked: outcome.robots_blocked.len(),
             offsite_links_skipped: outcome.offsite_skipped,
@@ -91,8 +97,11 @@ struct Document<'a> {
 
 pub fn write_json(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     let summary = Summary::of(outcome);
-    let document =
-        Document { summary: &summary, pages: &outcome.pages, robots_blocked_urls: &outcome.robots_blocked };
+    let document = Document {
+        summary: &summary,
+        pages: &outcome.pages,
+        robots_blocked_urls: &outcome.robots_blocked,
+    };
     serde_json::to_writer_pretty(&mut *out, &document).map_err(io::Error::other)?;
     writeln!(out)
 }
@@ -105,12 +114,20 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 pub fn write_table(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     let s = Summary::of(outcome);
-    let title = if s.interrupted { "Crawl interrupted (partial summary)" } else { "Crawl finished" };
+    let title = if s.interrupted {
+        "Crawl interrupted (partial summary)"
+    } else {
+        "Crawl finished"
+    };
     writeln!(out, "{title}: {}", s.start_url)?;
     writeln!(
         out,
@@ -120,12 +137,31 @@ pub fn write_table(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     let mut rows: Vec<(String, String)> = Vec::new();
     rows.push(("pages fetched".into(), s.pages_fetched.to_string()));
     for class in ["2xx", "3xx", "4xx", "5xx"] {
-        rows.push((format!("  {class}"), s.status_classes.get(class).copied().unwrap_or(0).to_string()));
+        rows.push((
+            format!("  {class}"),
+            s.status_classes
+                .get(class)
+                .copied()
+                .unwrap_or(0)
+                .to_string(),
+        ));
     }
-    for (class, count) in s.status_classes.iter().filter(|(c, _)| !["2xx", "3xx", "4xx", "5xx"].contains(&c.as_str())) {
+    for (class, count) in s
+        .status_classes
+        .iter()
+        .filter(|(c, _)| !["2xx", "3xx", "4xx", "5xx"].contains(&c.as_str()))
+    {
         rows.push((format!("  {class}"), count.to_string()));
     }
-    rows.push(("  no response".into(), outcome.pages.iter().filter(|p| p.status.is_none()).count().to_string()));
+    rows.push((
+        "  no response".into(),
+        outcome
+            .pages
+            .iter()
+            .filter(|p| p.status.is_none())
+            .count()
+            .to_string(),
+    ));
     let error_total: usize = s.errors.values().sum();
     rows.push(("errors".into(), error_total.to_string()));
     for (kind, count) in &s.errors {
@@ -133,8 +169,14 @@ pub fn write_table(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     }
     rows.push(("non-HTML (not parsed)".into(), s.non_html.to_string()));
     rows.push(("blocked by robots.txt".into(), s.robots_blocked.to_string()));
-    rows.push(("off-site links skipped".into(), s.offsite_links_skipped.to_string()));
-    rows.push(("links over --max-pages".into(), s.links_over_max_pages.to_string()));
+    rows.push((
+        "off-site links skipped".into(),
+        s.offsite_links_skipped.to_string(),
+    ));
+    rows.push((
+        "links over --max-pages".into(),
+        s.links_over_max_pages.to_string(),
+    ));
     if s.cancelled > 0 || s.interrupted {
         rows.push(("cancelled (Ctrl-C)".into(), s.cancelled.to_string()));
     }

@@ -42,19 +42,31 @@ fn origin_key(url: &Url) -> String {
 impl RobotsCache {
     /// The rules for `url`'s origin if they are already known (never blocks on the network).
     pub fn known(&self, url: &Url) -> Option<Arc<OnceLock<Rules>>> {
-        let cell = self.origins.lock().expect("robots cache lock").get(&origin_key(url)).cloned()?;
+        let cell = self
+            .origins
+            .lock()
+            .expect("robots cache lock")
+            .get(&origin_key(url))
+            .cloned()?;
         cell.get().is_some().then_some(cell)
     }
 
     /// Is `url` allowed? `None` when its origin's robots.txt has not been fetched yet.
     pub fn check_known(&self, url: &Url) -> Option<bool> {
-        self.known(url).and_then(|cell| cell.get().map(|rules| rules.allowed(url)))
+        self.known(url)
+            .and_then(|cell| cell.get().map(|rules| rules.allowed(url)))
     }
 
     /// Is `url` allowed? Fetches the origin's robots.txt first if nobody has (other callers for the same origin
     /// wait for that one fetch).
     pub fn check(&self, url: &Url, fetcher: &Fetcher) -> bool {
-        let cell = self.origins.lock().expect("robots cache lock").entry(origin_key(url)).or_default().clone();
+        let cell = self
+            .origins
+            .lock()
+            .expect("robots cache lock")
+            .entry(origin_key(url))
+            .or_default()
+            .clone();
         cell.get_or_init(|| load(url, fetcher)).allowed(url)
     }
 }

@@ -1,0 +1,971 @@
+//! The crawler example, run as a process (`target/<profile>/examples/crawler`, built on first use) against its
+//! built-in demo site and against small sites served by the tests themselves.
+//!
+//! The crawler's modules are also compiled in here (`crawler::...`): their unit tests run with this file, and the
+//! demo site's pages feed a one-page-at-a-time reference BFS that the concurrent crawl must match exactly.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../examples/crawler/main.rs"]
+mod crawler;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use url::Url;
+
+use crawler::demo::{DemoOptions, respond};
+use crawler::links;
+use crawler::serve::{Request, Response, Server};
+
+/// Arguments every demo run gets: a small latency, a timeout the slow page exceeds but no other page comes near.
+const DEMO: [&str; 6] = [
+    "--demo-latency-ms",
+    "1",
+    "--timeout",
+    "1s",
+    "--workers",
+    "8",
+];
+/// If a crawler process runs longer than this, the test fails (a safety net, not a synchronisation).
+const WATCHDOG: Duration = Duration::from_secs(90);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Running the binary
+
+/// `target/<profile>/examples/crawler`, built (or found up to date) by cargo on first use.
+fn crawler_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps/<test>");
+        let target_dir = profile_dir.parent().expect("target/<profile>");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "crawler",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(other) => {
+                build.args(["--profile", other]);
+            }
+            None => panic!("unexpected test path {}", exe.display()),
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --example crawler failed");
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("crawler{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no crawler binary at {}", bin.display());
+        bin
+    })
+}
+
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Waits for `child` with the watchdog; kills it and fails if it runs too long.
+fn finish(child: std::process::Child) -> Run {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(output) => {
+            let output = output.expect("the crawler's output");
+            Run {
+                code: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("the crawler ran longer than {WATCHDOG:?}");
+        }
+    }
+}
+
+fn crawl(args: &[&str]) -> Run {
+    let child = Command::new(crawler_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the crawler starts");
+    finish(child)
+}
+
+/// Runs the crawler with `--json`, checks it succeeded, returns the document.
+fn crawl_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let run = crawl(&all);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "exit code of crawler {args:?}; stderr:\n{}",
+        run.stderr
+    );
+    run.json()
+}
+
+/// The pages of a `--json` document, keyed by path (with query), or by full URL for another origin.
+fn pages(doc: &Value) -> BTreeMap<String, Value> {
+    let start = Url::parse(doc["start_url"].as_str().expect("start_url")).expect("a URL");
+    let mut pages = BTreeMap::new();
+    for page in doc["pages"].as_array().expect("a pages array") {
+        let key = key_of(&start, page["url"].as_str().expect("url"));
+        assert!(
+            pages.insert(key.clone(), page.clone()).is_none(),
+            "{key} fetched twice"
+        );
+    }
+    pages
+}
+
+/// BFS order, as `(path, depth)`.
+fn order(doc: &Value) -> Vec<(String, u64)> {
+    let start = Url::parse(doc["start_url"].as_str().unwrap()).unwrap();
+    doc["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                key_of(&start, p["url"].as_str().unwrap()),
+                p["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn key_of(start: &Url, url: &str) -> String {
+    let url = Url::parse(url).expect("a URL");
+    if url.origin() == start.origin() {
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        }
+    } else {
+        url.to_string()
+    }
+}
+
+fn keys(pages: &BTreeMap<String, Value>) -> Vec<&str> {
+    pages.keys().map(String::as_str).collect()
+}
+
+fn sorted(list: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A site served by the test
+
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    location: Option<String>,
+}
+
+fn html(body: &str) -> Reply {
+    Reply {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: body.to_owned(),
+        location: None,
+    }
+}
+
+fn redirect(status: u16, to: &str) -> Reply {
+    Reply {
+        status,
+        content_type: "text/html",
+        body: String::new(),
+        location: Some(to.to_owned()),
+    }
+}
+
+fn not_found() -> Reply {
+    Reply {
+        status: 404,
+        content_type: "text/html",
+        body: "<h1>not found</h1>".into(),
+        location: None,
+    }
+}
+
+enum Action {
+    Reply(Reply),
+    /// Answer only when the test releases held requests.
+    Hold,
+}
+
+/// What the test site saw, and the requests it holds.
+#[derive(Default)]
+struct Seen {
+    /// Every request, in arrival order: (path, user agent).
+    requests: Vec<(String, String)>,
+    held: usize,
+    released: bool,
+}
+
+/// A site served by the test, with `crawler::serve::Server` (a connection per pool task, like the demo site).
+struct TestSite {
+    url: Url,
+    seen: Arc<(Mutex<Seen>, Condvar)>,
+    /// Receives the number of requests held so far, each time one more is held.
+    held_rx: mpsc::Receiver<usize>,
+    server: Option<Server>,
+}
+
+impl TestSite {
+    fn start(handler: impl Fn(&str) -> Action + Send + Sync + 'static) -> TestSite {
+        let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+        let (held_tx, held_rx) = mpsc::channel();
+        let held_tx = Mutex::new(held_tx);
+        let server = {
+            let seen = seen.clone();
+            Server::start("test-site", move |request: &Request| {
+                let agent = request.header("User-Agent").unwrap_or_default().to_owned();
+                let (lock, wake) = &*seen;
+                lock.lock()
+                    .unwrap()
+                    .requests
+                    .push((request.path.clone(), agent));
+                let reply = match handler(&request.path) {
+                    Action::Reply(reply) => reply,
+                    Action::Hold => {
+                        let mut state = lock.lock().unwrap();
+                        state.held += 1;
+                        let _ = held_tx.lock().unwrap().send(state.held);
+                        let _state = wake.wait_while(state, |s| !s.released).unwrap();
+                        html("<p>late</p>")
+                    }
+                };
+                let response = Response::new(reply.status, reply.content_type, reply.body);
+                match reply.location {
+                    Some(location) => response.with_header("Location", &location),
+                    None => response,
+                }
+            })
+            .expect("a loopback port")
+        };
+        TestSite {
+            url: Url::parse(&format!("http://{}/", server.addr())).unwrap(),
+            seen,
+            held_rx,
+            server: Some(server),
+        }
+    }
+
+    fn at(&self, path: &str) -> String {
+        self.url.join(path).unwrap().to_string()
+    }
+
+    /// Paths requested, with how many times.
+    fn hits(&self) -> BTreeMap<String, usize> {
+        let mut hits = BTreeMap::new();
+        for (path, _) in &self.seen.0.lock().unwrap().requests {
+            *hits.entry(path.clone()).or_insert(0) += 1;
+        }
+        hits
+    }
+
+    fn user_agents(&self) -> HashSet<String> {
+        self.seen
+            .0
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .map(|(_, agent)| agent.clone())
+            .collect()
+    }
+
+    /// Answers every held request (and every later one that would be held).
+    fn release(&self) {
+        self.seen.0.lock().unwrap().released = true;
+        self.seen.1.notify_all();
+    }
+}
+
+impl Drop for TestSite {
+    fn drop(&mut self) {
+        self.release();
+        drop(self.server.take());
+    }
+}
+
+/// A TCP port that answers anything with a plain-HTTP error and hangs up: a TLS handshake fails there.
+struct NotTls {
+    addr: std::net::SocketAddr,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotTls {
+    fn start() -> NotTls {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stopping = stopping.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(mut stream) = stream {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            })
+        };
+        NotTls {
+            addr,
+            stopping,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NotTls {
+    fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A small site exercising link normalisation, robots.txt, redirects and content types.
+fn small_site() -> TestSite {
+    TestSite::start(|path| {
+        Action::Reply(match path {
+            "/robots.txt" => Reply {
+                status: 200,
+                content_type: "text/plain",
+                body: "User-agent: *\nDisallow: /secret\n".into(),
+                location: None,
+            },
+            "/" => html(
+                r#"<a href="a">a</a> <a href="/a#frag">a again</a> <a href="./a">and again</a>
+                   <a href="/./x/../a?">and again</a> <a href="b">b</a> <a href="/secret/x">hidden</a>
+                   <a href="mailto:me@example.invalid">mail</a> <a href="javascript:void(0)">js</a>
+                   <a href="http://offsite.invalid/">elsewhere</a> <a href="/moved">moved</a>
+                   <a href="/img.png">image</a> <a href="/gone">gone</a> <a href="/deep/1">deep</a>"#,
+            ),
+            "/a" => html(r#"<a href="/">home</a> <a href="/b">b</a> <a href="c">c</a>"#),
+            "/b" => html(r#"<a href="/a">a</a> <a href="/c">c</a> <a href="/d#x">d</a>"#),
+            "/c" => html(r#"<a href="/e">e</a>"#),
+            "/d" => html("<p>a leaf</p>"),
+            "/e" => html(r#"<a href="/f">f</a>"#),
+            "/f" => html("<p>far away</p>"),
+            "/deep/1" => html(r#"<a href="2">2</a>"#),
+            "/deep/2" => html(r#"<a href="3">3</a>"#),
+            "/deep/3" => html(r#"<a href="4">4</a>"#),
+            "/deep/4" => html("<p>bottom</p>"),
+            "/moved" => redirect(301, "/a"),
+            "/img.png" => Reply {
+                status: 200,
+                content_type: "image/png",
+                body: "\u{89}PNG not really".into(),
+                location: None,
+            },
+            "/secret/x" => html("<p>you should not be here</p>"),
+            _ => not_found(),
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The demo site
+
+#[test]
+fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
+    let mut args = DEMO.to_vec();
+    args.extend(["--depth", "1"]);
+    let doc = crawl_json(&args);
+    let pages = pages(&doc);
+    let expected = [
+        "/",
+        "/page/0",
+        "/page/1",
+        "/page/2",
+        "/page/3",
+        "/page/4",
+        "/page/5",
+        "/page/6",
+        "/page/7",
+        "/about",
+        "/redirect/1",
+        "/redirect/2",
+        "/redirect/3",
+        "/landing",
+        "/loop/a",
+        "/loop/b",
+        "/files/report.pdf",
+        "/large",
+        "/bad-encoding",
+        "/flaky",
+        "/missing",
+        "/slow",
+    ];
+    assert_eq!(keys(&pages), sorted(&expected));
+    for page in pages.values() {
+        let depth = page["depth"].as_u64().unwrap();
+        let expected_depth = if page["url"] == doc["start_url"] {
+            0
+        } else {
+            1
+        };
+        assert_eq!(depth, expected_depth, "{page}");
+    }
+    assert_eq!(doc["max_depth"], 1);
+    assert_eq!(doc["pages_fetched"], expected.len());
+    assert_eq!(doc["interrupted"], false);
+}
+
+#[test]
+fn demo_traps_are_reported_as_what_they_are() {
+    let mut args = DEMO.to_vec();
+    args.extend(["--depth", "1"]);
+    let doc = crawl_json(&args);
+    let pages = pages(&doc);
+    let page = |key: &str| {
+        pages
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} not crawled"))
+    };
+
+    assert_eq!(page("/missing")["status"], 404);
+    assert_eq!(page("/missing")["error"], Value::Null);
+    assert_eq!(page("/flaky")["status"], 503);
+
+    assert_eq!(page("/slow")["error"], "timeout");
+    assert_eq!(page("/slow")["status"], Value::Null);
+
+    assert_eq!(page("/loop/a")["status"], 302);
+    assert_eq!(page("/loop/b")["status"], 302);
+    assert_eq!(page("/loop/b")["error"], "redirect-loop");
+    assert!(
+        page("/loop/a")["redirect"]
+            .as_str()
+            .unwrap()
+            .ends_with("/loop/b")
+    );
+
+    for hop in ["/redirect/1", "/redirect/2", "/redirect/3"] {
+        assert!(
+            page(hop)["status"]
+                .as_u64()
+                .is_some_and(|s| (300..400).contains(&s)),
+            "{hop}"
+        );
+        assert_eq!(page(hop)["error"], Value::Null, "{hop}");
+    }
+    assert!(
+        page("/redirect/3")["redirect"]
+            .as_str()
+            .unwrap()
+            .ends_with("/landing")
+    );
+    assert_eq!(page("/landing")["status"], 200);
+
+    let pdf = page("/files/report.pdf");
+    assert_eq!(
+        (pdf["status"].as_u64(), pdf["content_type"].as_str()),
+        (Some(200), Some("application/pdf"))
+    );
+    assert_eq!(pdf["links"], 0);
+    assert_eq!(pdf["bytes"], 20_000);
+    assert_eq!(doc["non_html"], 1);
+
+    assert_eq!(page("/bad-encoding")["error"], "encoding");
+    assert_eq!(
+        page("/bad-encoding")["links"],
+        1,
+        "links are still read from a badly encoded page"
+    );
+    assert!(page("/large")["bytes"].as_u64().unwrap() > 1_000_000);
+
+    // robots.txt: /private/ is linked from the home page and never fetched.
+    assert!(pages.keys().all(|k| !k.starts_with("/private")));
+    let blocked: Vec<&str> = doc["robots_blocked_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(blocked.len(), 1);
+    assert!(blocked[0].ends_with("/private/"));
+
+    let errors: BTreeMap<String, u64> = serde_json::from_value(doc["errors"].clone()).unwrap();
+    assert_eq!(
+        errors,
+        BTreeMap::from([
+            ("encoding".into(), 1),
+            ("redirect-loop".into(), 1),
+            ("timeout".into(), 1)
+        ])
+    );
+    let classes: BTreeMap<String, u64> =
+        serde_json::from_value(doc["status_classes"].clone()).unwrap();
+    assert_eq!(
+        classes,
+        BTreeMap::from([
+            ("2xx".into(), 14),
+            ("3xx".into(), 5),
+            ("4xx".into(), 1),
+            ("5xx".into(), 1)
+        ])
+    );
+    // The server on the other port is off-site without --all-hosts.
+    assert_eq!(doc["offsite_links_skipped"], 1);
+}
+
+/// What a one-page-at-a-time BFS over the demo site reaches, in order: `(path, depth)`.
+fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> Vec<(String, u64)> {
+    let base = Url::parse("http://127.0.0.1:1/").unwrap();
+    let refused = "http://127.0.0.1:2/";
+    let mut queue: Vec<(Url, u32)> = vec![(base.clone(), 0)];
+    let mut seen: HashSet<Url> = HashSet::from([base.clone()]);
+    let mut redirects: HashMap<Url, Url> = HashMap::new();
+    let accept = |queue: &mut Vec<(Url, u32)>, seen: &mut HashSet<Url>, url: Url, depth: u32| {
+        if url.origin() != base.origin() || seen.contains(&url) {
+            return;
+        }
+        if url.path().starts_with("/private/") {
+            seen.insert(url);
+            return;
+        }
+        if queue.len() < max_pages {
+            seen.insert(url.clone());
+            queue.push((url, depth));
+        }
+    };
+    let mut i = 0;
+    while i < queue.len() {
+        let (url, depth) = queue[i].clone();
+        let reply = respond(options, refused, url.path());
+        if let (300..=399, Some(location)) = (reply.status, &reply.location) {
+            let target = links::resolve(&url, location).unwrap();
+            let mut cursor = Some(target.clone());
+            let mut is_loop = false;
+            while let Some(at) = cursor {
+                if at == url {
+                    is_loop = true;
+                    break;
+                }
+                cursor = redirects.get(&at).cloned();
+            }
+            redirects.insert(url.clone(), target.clone());
+            if !is_loop {
+                accept(&mut queue, &mut seen, target, depth);
+            }
+        } else if reply.status == 200
+            && reply.content_type.starts_with("text/html")
+            && reply.delay.is_none()
+        {
+            if depth < depth_limit {
+                let text = String::from_utf8_lossy(&reply.body);
+                for link in links::extract(&url, &text).links {
+                    accept(&mut queue, &mut seen, link, depth + 1);
+                }
+            }
+        }
+        i += 1;
+    }
+    queue
+        .into_iter()
+        .map(|(url, depth)| (key_of(&base, url.as_str()), u64::from(depth)))
+        .collect()
+}
+
+#[test]
+fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
+    let options = DemoOptions {
+        pages: 300,
+        latency: Duration::ZERO,
+        slow: Some(Duration::from_secs(1)),
+    };
+    for (depth, max_pages) in [(3, 10_000), (3, 57), (4, 130), (2, 1)] {
+        let mut args = DEMO.to_vec();
+        let (depth_arg, max_arg) = (depth.to_string(), max_pages.to_string());
+        args.extend(["--depth", &depth_arg, "--max-pages", &max_arg]);
+        let doc = crawl_json(&args);
+        let expected = reference_bfs(&options, depth, max_pages);
+        assert!(expected.len() <= max_pages);
+        let got = order(&doc);
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "--depth {depth} --max-pages {max_pages}: errors {}, elapsed {}",
+            doc["errors"],
+            doc["elapsed_s"]
+        );
+        assert_eq!(got, expected, "--depth {depth} --max-pages {max_pages}");
+        pages(&doc); // no URL twice
+    }
+    // The full crawl at depth 3 reaches every generated page.
+    let all = reference_bfs(&options, 3, 10_000);
+    for i in 0..300 {
+        assert!(
+            all.iter().any(|(p, _)| *p == format!("/page/{i}")),
+            "/page/{i}"
+        );
+    }
+}
+
+#[test]
+fn demo_summary_table_is_printed_without_a_url() {
+    let mut args = DEMO.to_vec();
+    args.extend(["--depth", "1"]);
+    let run = crawl(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for row in [
+        "Crawl finished",
+        "pages fetched",
+        "2xx",
+        "4xx",
+        "errors",
+        "timeout",
+        "redirect-loop",
+        "bytes",
+        "elapsed",
+        "pages/s",
+        "max depth reached",
+    ] {
+        assert!(run.stdout.contains(row), "no {row:?} in\n{}", run.stdout);
+    }
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pages", "fetched", "22"]),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("built-in demo site"), "{}", run.stderr);
+    // stderr is not a terminal here: no progress bar drawing.
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'),
+        "{:?}",
+        run.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A site served by the test
+
+#[test]
+fn own_site_exact_pages_for_each_depth_and_max_pages_without_refetching() {
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("0", "1000", &["/"]),
+        (
+            "1",
+            "1000",
+            &["/", "/a", "/b", "/moved", "/img.png", "/gone", "/deep/1"],
+        ),
+        (
+            "2",
+            "1000",
+            &[
+                "/", "/a", "/b", "/moved", "/img.png", "/gone", "/deep/1", "/c", "/d", "/deep/2",
+            ],
+        ),
+        (
+            "3",
+            "1000",
+            &[
+                "/", "/a", "/b", "/moved", "/img.png", "/gone", "/deep/1", "/c", "/d", "/deep/2",
+                "/e", "/deep/3",
+            ],
+        ),
+        // BFS order: /, then the home page's links in document order.
+        ("3", "4", &["/", "/a", "/b", "/moved"]),
+        ("9", "1", &["/"]),
+    ];
+    for (depth, max_pages, expected) in cases {
+        let site = small_site();
+        let doc = crawl_json(&[
+            site.url.as_str(),
+            "--depth",
+            depth,
+            "--max-pages",
+            max_pages,
+            "--workers",
+            "4",
+        ]);
+        let pages = pages(&doc);
+        assert_eq!(
+            keys(&pages),
+            sorted(expected),
+            "--depth {depth} --max-pages {max_pages}"
+        );
+
+        // The server saw each of those once, robots.txt once, and nothing else.
+        let mut expected_hits: BTreeMap<String, usize> =
+            expected.iter().map(|p| (p.to_string(), 1)).collect();
+        expected_hits.insert("/robots.txt".into(), 1);
+        assert_eq!(
+            site.hits(),
+            expected_hits,
+            "--depth {depth} --max-pages {max_pages}"
+        );
+
+        let agents = site.user_agents();
+        assert_eq!(agents.len(), 1);
+        assert!(
+            agents
+                .iter()
+                .all(|a| a.starts_with("concurrent-futures-crawler/")),
+            "{agents:?}"
+        );
+    }
+}
+
+#[test]
+fn own_site_pages_are_reported_as_what_they_are() {
+    let site = small_site();
+    let doc = crawl_json(&[site.url.as_str(), "--depth", "2"]);
+    let pages = pages(&doc);
+    assert_eq!(pages["/gone"]["status"], 404);
+    assert_eq!(pages["/img.png"]["content_type"], "image/png");
+    assert_eq!(pages["/img.png"]["links"], 0);
+    // A redirect to a page already crawled is not followed again.
+    assert_eq!(pages["/moved"]["status"], 301);
+    assert_eq!(pages["/moved"]["redirect"], site.at("/a"));
+    // The home page's 13 links normalise to 8 distinct http(s) URLs (mailto: and javascript: are not links).
+    assert_eq!(pages["/"]["links"], 8);
+    assert_eq!(pages["/"]["depth"], 0);
+    assert_eq!(pages["/c"]["depth"], 2);
+    assert_eq!(
+        doc["robots_blocked_urls"],
+        serde_json::json!([site.at("/secret/x")])
+    );
+    assert_eq!(doc["offsite_links_skipped"], 1);
+    assert_eq!(doc["errors"], serde_json::json!({}));
+    assert!(site.hits().keys().all(|p| !p.starts_with("/secret")));
+}
+
+#[test]
+fn ignore_robots_fetches_disallowed_pages_and_not_robots_txt() {
+    let site = small_site();
+    let doc = crawl_json(&[site.url.as_str(), "--depth", "1", "--ignore-robots"]);
+    let pages = pages(&doc);
+    assert!(pages.contains_key("/secret/x"));
+    assert!(!site.hits().contains_key("/robots.txt"));
+    assert_eq!(doc["robots_blocked"], 0);
+}
+
+#[test]
+fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{refused_port}/down");
+    // The home page needs the site's own port (for an https link to this plain-HTTP server): set once started.
+    let home: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let site = {
+        let home = home.clone();
+        TestSite::start(move |path| match path {
+            "/" => Action::Reply(html(home.get().map_or("", String::as_str))),
+            "/ok" => Action::Reply(html(r#"<a href="/ok2">next</a>"#)),
+            "/ok2" => Action::Reply(html("<p>fine</p>")),
+            _ => Action::Reply(not_found()),
+        })
+    };
+    let not_tls = NotTls::start();
+    let tls = format!("https://{}/secure", not_tls.addr);
+    home.set(format!(
+        r#"<a href="{refused}">down</a> <a href="{tls}">tls</a> <a href="/ok">ok</a>"#
+    ))
+    .unwrap();
+
+    let doc = crawl_json(&[site.url.as_str(), "--all-hosts", "--timeout", "10s"]);
+    let errors: BTreeMap<String, u64> = serde_json::from_value(doc["errors"].clone()).unwrap();
+    assert_eq!(
+        errors,
+        BTreeMap::from([("connection-refused".into(), 1), ("tls".into(), 1)]),
+        "{doc}"
+    );
+    let pages = pages(&doc);
+    assert_eq!(pages[&refused]["error"], "connection-refused");
+    assert_eq!(pages[&refused]["status"], Value::Null);
+    assert_eq!(pages[&tls]["error"], "tls");
+    // ... and the rest of the crawl went on.
+    assert_eq!(pages["/ok2"]["status"], 200);
+    assert_eq!(pages["/ok2"]["depth"], 2);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bad input, help, Ctrl-C
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    let cases: [(&[&str], &str); 10] = [
+        (&["not a url"], "invalid URL"),
+        (&["example.com"], "did you mean http://example.com"),
+        (&["ftp://example.com/"], "only http and https"),
+        (&["http://"], "invalid URL"),
+        (&["--depth", "-1"], "'-1'"),
+        (&["--workers", "0"], "--workers"),
+        (&["--max-pages", "zero"], "--max-pages"),
+        (&["--timeout", "soon"], "--timeout"),
+        (&["--timeout", "0"], "--timeout"),
+        (&["--frobnicate"], "--frobnicate"),
+    ];
+    for (args, message) in cases {
+        let run = crawl(args);
+        assert_eq!(
+            run.code,
+            Some(2),
+            "{args:?}: stdout {} stderr {}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(run.stderr.starts_with("error:"), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(message),
+            "{args:?}: {message:?} not in {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn help_exits_0_and_describes_the_options() {
+    let run = crawl(&["--help"]);
+    assert_eq!(run.code, Some(0));
+    for option in [
+        "--depth",
+        "--max-pages",
+        "--workers",
+        "--timeout",
+        "--all-hosts",
+        "--ignore-robots",
+        "--json",
+        "--demo-latency-ms",
+    ] {
+        assert!(run.stdout.contains(option), "{option} not in --help");
+    }
+}
+
+/// Ctrl-C with two fetches running and two queued: the queued ones are cancelled, the partial summary is printed,
+/// the exit code is 130.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_queued_fetches_and_prints_the_partial_summary() {
+    let home: String = (0..100)
+        .map(|i| format!("<a href=\"/p/{i}\">{i}</a>\n"))
+        .collect();
+    let site = TestSite::start(move |path| match path {
+        "/" => Action::Reply(html(&home)),
+        "/robots.txt" => Action::Reply(not_found()),
+        _ => Action::Hold,
+    });
+    // Two workers: after the home page, 4 fetches are submitted (twice the workers), 2 run and 2 wait in the queue.
+    let mut child = Command::new(crawler_bin())
+        .args([
+            site.url.as_str(),
+            "--workers",
+            "2",
+            "--json",
+            "--timeout",
+            "30s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the crawler starts");
+    // Both workers are inside a fetch when the server holds two requests.
+    loop {
+        let held = site
+            .held_rx
+            .recv_timeout(WATCHDOG)
+            .expect("two requests reach the server");
+        if held == 2 {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The crawler prints the summary, then waits for the two running fetches: answer them once it says so.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut err_text = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        err_text.push_str(&line);
+        if line.contains("Interrupted") {
+            site.release();
+            break;
+        }
+    }
+    stderr.read_to_string(&mut err_text).unwrap();
+    child.stderr = None;
+    let run = finish(child);
+    assert_eq!(run.code, Some(130), "stderr: {err_text}");
+    let doc = run.json();
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["cancelled"], 2, "{doc}");
+    assert_eq!(order(&doc), [("/".to_owned(), 0)]);
+    // Nothing was requested after the interruption: robots.txt, the home page, the two fetches that were running.
+    let hits = site.hits();
+    assert_eq!(hits.values().sum::<usize>(), 4, "{hits:?}");
+}
