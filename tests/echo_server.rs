@@ -1,0 +1,246 @@
+//! The echo-server example: run as a process with 500 clients, and its parts in-process (the example file is compiled
+//! in as a module), including a check that the clients' verification catches a server that does not upper-case.
+
+#[allow(dead_code)]
+#[path = "../examples/echo_server.rs"]
+mod echo_server;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use echo_server::{EchoServer, run_clients};
+
+/// If the example runs longer than this, the test fails (a safety net, not a synchronisation).
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// `target/<profile>/examples/echo_server`, built (or found up to date) by cargo on first use.
+fn echo_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps/<test>");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "echo_server",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(profile_dir.parent().expect("target/<profile>"));
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(other) => {
+                build.args(["--profile", other]);
+            }
+            None => panic!("unexpected test path {}", exe.display()),
+        }
+        assert!(
+            build.status().expect("cargo runs").success(),
+            "cargo build --example echo_server failed"
+        );
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("echo_server{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no echo_server binary at {}", bin.display());
+        bin
+    })
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let child = Command::new(echo_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the example starts");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(WATCHDOG) {
+        Ok(output) => output.expect("the example's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("echo_server ran longer than {WATCHDOG:?}");
+        }
+    };
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The value on the report line that starts with `label`.
+fn figure(stdout: &str, label: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in\n{stdout}"));
+    line[label.len()..]
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+#[test]
+fn self_test_with_500_clients_verifies_every_reply() {
+    // `--self-test` with no count means 500 clients, as in the seed program.
+    let run = run(&["--self-test", "--messages", "10"]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("500 clients x 10 messages"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(figure(&run.stdout, "clients"), 500);
+    assert_eq!(figure(&run.stdout, "messages sent"), 5000);
+    assert_eq!(figure(&run.stdout, "replies verified"), 5000);
+    assert_eq!(figure(&run.stdout, "mismatches"), 0);
+    assert_eq!(figure(&run.stdout, "failed clients"), 0);
+    assert_eq!(figure(&run.stdout, "connections"), 500);
+    // Each message is "client-{id} say hello {n}\n".
+    let bytes: u64 = (0..500u64)
+        .flat_map(|id| (0..10u64).map(move |n| format!("client-{id} say hello {n}\n").len() as u64))
+        .sum();
+    assert_eq!(figure(&run.stdout, "bytes echoed"), bytes);
+    let peak = figure(&run.stdout, "peak concurrent");
+    assert!((1..=64).contains(&peak), "peak {peak} with 64 workers");
+    assert!(run.stdout.contains("OK: every reply verified"));
+}
+
+#[test]
+fn a_tiny_pool_with_a_queue_of_one_still_serves_every_client() {
+    let run = run(&[
+        "--self-test",
+        "200",
+        "--workers",
+        "2",
+        "--queue",
+        "1",
+        "--messages",
+        "3",
+    ]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(figure(&run.stdout, "replies verified"), 600);
+    assert_eq!(figure(&run.stdout, "connections"), 200);
+    let peak = figure(&run.stdout, "peak concurrent");
+    assert!((1..=2).contains(&peak), "peak {peak} with 2 workers");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    for (args, message) in [
+        (&["--addr", "0.0.0.0:7777"][..], "not a loopback address"),
+        (&["--self-test", "0"][..], "--self-test"),
+        (&["--workers", "0", "--self-test", "5"][..], "--workers"),
+        (&["--addr", "nowhere"][..], "--addr"),
+    ] {
+        let run = run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(message),
+            "{args:?}: {message:?} not in {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn in_process_server_counts_what_it_served() {
+    let server = EchoServer::start(([127, 0, 0, 1], 0).into(), 8, 4).expect("a loopback server");
+    let stats = run_clients(server.addr(), 50, 4);
+    let served = server.stop();
+    assert_eq!(
+        (stats.clients, stats.messages, stats.verified),
+        (50, 200, 200)
+    );
+    assert_eq!(
+        (stats.mismatches, stats.failed_clients),
+        (0, 0),
+        "{:?}",
+        stats.problems
+    );
+    assert_eq!(served.connections, 50);
+    assert_eq!(served.bytes, stats.bytes);
+    assert_eq!(served.errors, 0);
+    assert!(served.peak_concurrent <= 8);
+}
+
+#[test]
+fn the_clients_catch_a_server_that_does_not_upper_case() {
+    // A plain echo server (no upper-casing), one thread per connection, for 20 connections.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut handlers = Vec::new();
+        for conn in listener.incoming().take(20) {
+            let mut conn = conn.unwrap();
+            handlers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => conn.write_all(&buf[..n]).unwrap(),
+                    }
+                }
+            }));
+        }
+        for handler in handlers {
+            handler.join().unwrap();
+        }
+    });
+    let stats = run_clients(addr, 20, 5);
+    server.join().unwrap();
+    assert_eq!(stats.messages, 100);
+    assert_eq!(stats.verified, 0);
+    assert_eq!(stats.mismatches, 100);
+    assert!(
+        stats.problems[0].contains("say hello"),
+        "{:?}",
+        stats.problems
+    );
+}
+
+#[test]
+fn a_non_loopback_address_is_refused_in_process_too() {
+    let err = EchoServer::start(([0, 0, 0, 0], 0).into(), 1, 1)
+        .err()
+        .expect("refused");
+    assert!(err.contains("not a loopback address"), "{err}");
+}
