@@ -10,7 +10,6 @@
 //! Each run crawls with `--max-pages` binding (so every run fetches the same number of pages): 40 pages per worker,
 //! at least 200, at most the site's size. The figure is the median of `--runs` runs.
 
-#[allow(dead_code, unused_imports)]
 #[path = "crawler/main.rs"]
 mod crawler;
 

@@ -4,7 +4,6 @@
 //! The crawler's modules are also compiled in here (`crawler::...`): their unit tests run with this file, and the
 //! demo site's pages feed a one-page-at-a-time reference BFS that the concurrent crawl must match exactly.
 
-#[allow(dead_code, unused_imports)]
 #[path = "../examples/crawler/main.rs"]
 mod crawler;
 
@@ -49,6 +48,25 @@ fn crawler_bin() -> &'static Path {
             .expect("target/<profile>/deps/<test>");
         let target_dir = profile_dir.parent().expect("target/<profile>");
         let mut build = Command::new(env!("CARGO"));
+        // Cargo gives this test process variables such as CARGO_MANIFEST_DIR; some build scripts (ring's) rerun
+        // when those change, so a nested build that inherits them would rebuild dependencies back and forth with
+        // the outer `cargo test`. Build in the environment the outer cargo had.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref())
+                || ["CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
         build
             .args([
                 "build",
@@ -612,12 +630,11 @@ fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> V
         } else if reply.status == 200
             && reply.content_type.starts_with("text/html")
             && reply.delay.is_none()
+            && depth < depth_limit
         {
-            if depth < depth_limit {
-                let text = String::from_utf8_lossy(&reply.body);
-                for link in links::extract(&url, &text).links {
-                    accept(&mut queue, &mut seen, link, depth + 1);
-                }
+            let text = String::from_utf8_lossy(&reply.body);
+            for link in links::extract(&url, &text).links {
+                accept(&mut queue, &mut seen, link, depth + 1);
             }
         }
         i += 1;

@@ -1,7 +1,6 @@
 //! The echo-server example: run as a process with 500 clients, and its parts in-process (the example file is compiled
 //! in as a module), including a check that the clients' verification catches a server that does not upper-case.
 
-#[allow(dead_code)]
 #[path = "../examples/echo_server.rs"]
 mod echo_server;
 
@@ -28,6 +27,25 @@ fn echo_bin() -> &'static Path {
             .and_then(Path::parent)
             .expect("target/<profile>/deps/<test>");
         let mut build = Command::new(env!("CARGO"));
+        // Cargo gives this test process variables such as CARGO_MANIFEST_DIR; some build scripts (ring's) rerun
+        // when those change, so a nested build that inherits them would rebuild dependencies back and forth with
+        // the outer `cargo test`. Build in the environment the outer cargo had.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref())
+                || ["CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
         build
             .args([
                 "build",

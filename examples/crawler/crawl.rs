@@ -25,7 +25,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use url::Url;
 
-use super::fetch::{ErrorKind, Fetched, Fetcher, error_chain};
+use super::fetch::{ErrorKind, Fetched, Fetcher};
 use super::links;
 use super::robots::RobotsCache;
 
@@ -606,11 +606,6 @@ fn decode(content_type: Option<&str>, body: &[u8]) -> (String, Option<String>) {
             }
         }
     }
-}
-
-#[allow(dead_code)]
-fn describe(e: &dyn std::error::Error) -> String {
-    error_chain(e)
 }
 
 #[cfg(test)]

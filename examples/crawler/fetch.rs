@@ -210,16 +210,10 @@ impl Fetcher {
         fetched
     }
 
-    /// A small GET for robots.txt: status and body (at most 512 KiB, as RFC 9309 allows), or the error.
-    pub fn fetch_small(
-        &self,
-        url: &Url,
-    ) -> Result<(u16, Option<String>, Vec<u8>), (ErrorKind, String)> {
-        let response = self
-            .client
-            .get(url.as_str())
-            .send()
-            .map_err(|e| (classify(&e), error_chain(&e)))?;
+    /// A small GET for robots.txt: status, `Location` and body (at most 512 KiB, as RFC 9309 allows); `None` if
+    /// no complete response came.
+    pub fn fetch_small(&self, url: &Url) -> Option<SmallResponse> {
+        let response = self.client.get(url.as_str()).send().ok()?;
         let status = response.status().as_u16();
         let location = response
             .headers()
@@ -227,21 +221,20 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let mut body = Vec::new();
-        response
-            .take(512 * 1024)
-            .read_to_end(&mut body)
-            .map_err(|e| {
-                (
-                    if is_timeout_io(&e) {
-                        ErrorKind::Timeout
-                    } else {
-                        ErrorKind::Body
-                    },
-                    error_chain(&e),
-                )
-            })?;
-        Ok((status, location, body))
+        response.take(512 * 1024).read_to_end(&mut body).ok()?;
+        Some(SmallResponse {
+            status,
+            location,
+            body,
+        })
     }
+}
+
+/// What `Fetcher::fetch_small` got.
+pub struct SmallResponse {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Vec<u8>,
 }
 
 /// Sorts a reqwest error into a kind by looking at what it says it is and at its chain of causes.

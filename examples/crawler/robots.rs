@@ -77,19 +77,22 @@ fn load(url: &Url, fetcher: &Fetcher) -> Rules {
         return Rules::AllowAll;
     };
     for _ in 0..=5 {
-        match fetcher.fetch_small(&robots_url) {
-            Ok((200..=299, _, body)) => {
-                return match Robot::new(ROBOTS_AGENT, &body) {
+        let Some(response) = fetcher.fetch_small(&robots_url) else {
+            return Rules::AllowAll;
+        };
+        match (response.status, response.location) {
+            (200..=299, _) => {
+                return match Robot::new(ROBOTS_AGENT, &response.body) {
                     Ok(robot) => Rules::Parsed(Box::new(robot)),
                     Err(_) => Rules::AllowAll,
                 };
             }
-            Ok((300..=399, Some(location), _)) => match robots_url.join(&location) {
+            (300..=399, Some(location)) => match robots_url.join(&location) {
                 Ok(next) => robots_url = next,
                 Err(_) => return Rules::AllowAll,
             },
-            Ok((500..=599, _, _)) => return Rules::DisallowAll,
-            Ok(_) | Err(_) => return Rules::AllowAll,
+            (500..=599, _) => return Rules::DisallowAll,
+            _ => return Rules::AllowAll,
         }
     }
     Rules::AllowAll
