@@ -393,6 +393,11 @@ impl Crawl {
                 self.commit(&mut st, i);
                 st.next_commit += 1;
             }
+            let queued = st.entries.len() - st.next_submit;
+            if !self.progress.is_hidden() {
+                self.progress
+                    .set_message(format!("· {} in flight · {queued} waiting", st.in_flight));
+            }
             if st.next_commit == st.entries.len() && !st.finished {
                 st.finished = true;
                 done = true;

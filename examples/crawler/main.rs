@@ -47,11 +47,12 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 fn main() {
     let code = {
         let stdout = std::io::stdout();
-        let stderr = std::io::stderr();
+        // Not locked for the whole run: the progress bar writes to stderr from other threads.
+        let mut stderr = std::io::stderr();
         run(
             std::env::args_os(),
             &mut stdout.lock(),
-            &mut stderr.lock(),
+            &mut stderr,
             |events| {
                 // First Ctrl-C: stop and report. Second: leave at once.
                 let pressed = AtomicBool::new(false);
@@ -198,12 +199,16 @@ fn progress_bar(show: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {pos} pages fetched in {elapsed} ({per_sec}) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let style =
+        ProgressStyle::with_template("{spinner} {pos} pages fetched in {elapsed} ({rate}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} pages/s", state.per_sec());
+                },
+            );
+    bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
