@@ -986,3 +986,33 @@ fn ctrl_c_cancels_queued_fetches_and_prints_the_partial_summary() {
     let hits = site.hits();
     assert_eq!(hits.values().sum::<usize>(), 4, "{hits:?}");
 }
+
+/// On a terminal the progress bar draws on stderr from other threads while the crawl runs; it must neither block
+/// the crawl nor end up in the report. (Linux: `script` from util-linux gives the crawler a pseudo-terminal.)
+#[cfg(target_os = "linux")]
+#[test]
+fn progress_bar_on_a_terminal_does_not_block_the_crawl() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` command to run the crawler on a pseudo-terminal");
+        return;
+    }
+    let command = format!(
+        "{} --demo-latency-ms 1 --timeout 1s --depth 1",
+        crawler_bin().display()
+    );
+    let child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script starts");
+    let run = finish(child);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("pages fetched in"),
+        "no progress bar drawn:\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Crawl finished"), "{}", run.stdout);
+}
