@@ -81,3 +81,58 @@ pub fn logged() -> Vec<String> {
         .unwrap()
         .clone()
 }
+
+/// The generic program from the core issue: written once against the `Executor` trait, it must work unchanged
+/// on every pool. It submits plain functions with arguments, maps over inputs (with and without chunking and a
+/// buffer), attaches callbacks, and shuts down.
+pub mod generic {
+    use std::sync::mpsc;
+
+    use concurrent_futures::{Error, Executor, MapOptions};
+
+    pub fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    pub fn describe(words: Vec<String>) -> (usize, String) {
+        (words.len(), words.join(" "))
+    }
+
+    pub fn fail(x: u32) -> u32 {
+        if x > 0 {
+            panic!("bad input {x}");
+        }
+        x
+    }
+
+    pub fn work<E: Executor>(pool: &E) -> Result<(), Error> {
+        let future = pool.submit(square, 12)?;
+        assert_eq!(future.result()?, &144);
+
+        let (tx, rx) = mpsc::channel();
+        let described = pool.submit(describe, vec!["hello".to_string(), "pool".to_string()])?;
+        described.add_done_callback(move |f| tx.send(f.result().cloned()).unwrap());
+        assert_eq!(rx.recv().unwrap(), Ok((2, "hello pool".to_string())));
+
+        let squares: Vec<u64> = pool.map(square, 0..100)?.collect::<Result<_, _>>()?;
+        assert_eq!(squares, (0..100).map(|x| x * x).collect::<Vec<_>>());
+        for options in [
+            MapOptions::new().chunksize(7),
+            MapOptions::new().buffersize(3).chunksize(5),
+        ] {
+            let squares: Vec<u64> = pool
+                .map_with(square, 0..100, options)?
+                .collect::<Result<_, _>>()?;
+            assert_eq!(squares, (0..100).map(|x| x * x).collect::<Vec<_>>());
+        }
+
+        let failed = pool.submit(fail, 3)?;
+        assert!(
+            matches!(failed.result(), Err(Error::Panicked { message }) if message.contains("bad input 3"))
+        );
+
+        pool.shutdown(true);
+        assert!(matches!(pool.submit(square, 1), Err(Error::Shutdown)));
+        Ok(())
+    }
+}
