@@ -1,0 +1,478 @@
+//! The future's shared cell: one atomic state word, the outcome slot, and the slow path (callbacks, waiters).
+//!
+//! # The state word
+//! Bits 0-2 hold the phase (`PENDING`, `RUNNING`, `COMPLETING`, `FINISHED`, `CANCELLED`); bit `WAITING` says the
+//! slow-path list may hold entries; `NOTIFYING` says the completer is still running callbacks and holds a handle
+//! of its own; `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an error.
+//! The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles.
+//!
+//! # Happens-before
+//! - Writing the outcome happens before any read of it: the completer writes the slot while it alone holds the
+//!   `COMPLETING` phase, then publishes `FINISHED` with `Release`; readers load the state with `Acquire` and read
+//!   the slot only once they see `FINISHED`.
+//! - No wake-up is lost: a waiter sets `WAITING` and pushes its entry while holding the slow-path lock, after
+//!   which it re-checks the phase it got back from that same read-modify-write. A completer whose publishing
+//!   read-modify-write saw `WAITING` takes the lock before draining, so it sees every entry pushed before its
+//!   publish; an entry pushed after it sees the finished phase and is never pushed.
+//! - Every callback runs exactly once: the list is drained under the lock, and a callback added after the
+//!   future is done runs at once in the adding thread instead of being pushed.
+
+use std::mem;
+use std::task::Waker;
+
+use super::Future;
+use super::waiter::Waiter;
+use crate::Error;
+use crate::sync::{Arc, AtomicUsize, LeakToken, Mutex, Ordering, UnsafeCell};
+use crate::unwind;
+
+pub(crate) const PHASE: usize = 0b111;
+pub(crate) const PENDING: usize = 0;
+pub(crate) const RUNNING: usize = 1;
+pub(crate) const COMPLETING: usize = 2;
+pub(crate) const FINISHED: usize = 3;
+pub(crate) const CANCELLED: usize = 4;
+pub(crate) const WAITING: usize = 1 << 3;
+pub(crate) const NOTIFYING: usize = 1 << 4;
+pub(crate) const SETTLE_WAIT: usize = 1 << 5;
+pub(crate) const FAILED: usize = 1 << 6;
+pub(crate) const ONE_HANDLE: usize = 1 << 8;
+
+/// Whether a state word is in a final phase.
+pub(crate) fn is_done(state: usize) -> bool {
+    matches!(state & PHASE, FINISHED | CANCELLED)
+}
+
+/// How many user handles a state word counts.
+pub(crate) fn handles(state: usize) -> usize {
+    state / ONE_HANDLE
+}
+
+/// A done-callback as stored on the slow path.
+pub(crate) type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
+
+/// Something registered on a future's slow path.
+pub(crate) enum Entry<T> {
+    /// A done-callback, run once by the thread that completes or cancels the future.
+    Callback(Callback<T>),
+    /// A parked thread, told `token` when the future is done.
+    Waiter(Arc<Waiter>, usize),
+    /// An async task waiting in `poll`.
+    Waker(Waker),
+}
+
+/// The state every future has, whatever produces its outcome.
+pub(crate) struct Core<T> {
+    state: AtomicUsize,
+    slow: Mutex<Vec<Entry<T>>>,
+    outcome: UnsafeCell<Option<Result<T, Error>>>,
+    _leak: LeakToken,
+}
+
+// SAFETY: the outcome slot is written only by the thread holding the COMPLETING phase (or by `take_outcome`,
+// which requires the only handle), and read only after FINISHED is published; moving a `T` across threads needs
+// `T: Send`, and shared `&T` from several handles on several threads needs `T: Sync`.
+unsafe impl<T: Send + Sync> Sync for Core<T> {}
+// SAFETY: as above; all other fields are Send.
+unsafe impl<T: Send> Send for Core<T> {}
+
+/// The shared allocation behind a [`Future`]: a bare [`Core`], or a task cell that also holds the job to run.
+pub(crate) trait Cell<T>: Send + Sync {
+    fn core(&self) -> &Core<T>;
+
+    /// Drops the job without running it. Called once, by whoever moved the future out of `PENDING` other than by
+    /// starting it (a cancel, or a result set from outside), so it has the job slot to itself.
+    fn discard_job(&self) {}
+}
+
+impl<T: Send + Sync> Cell<T> for Core<T> {
+    fn core(&self) -> &Core<T> {
+        self
+    }
+}
+
+impl<T> Core<T> {
+    /// A core in phase `phase` with `handles` user handles counted.
+    pub(crate) fn new(phase: usize, handles: usize, outcome: Option<Result<T, Error>>) -> Self {
+        Core {
+            state: AtomicUsize::new(phase | (handles * ONE_HANDLE)),
+            slow: Mutex::new(Vec::new()),
+            outcome: UnsafeCell::new(outcome),
+            _leak: LeakToken::new(),
+        }
+    }
+
+    pub(crate) fn load(&self) -> usize {
+        // ORDERING: Acquire, so that seeing FINISHED makes the outcome written before it visible.
+        self.state.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn add_handle(&self) {
+        // ORDERING: Relaxed, as for `Arc::clone`: a new handle is made from an existing one, whose count already
+        // keeps `take_outcome` from running.
+        self.state.fetch_add(ONE_HANDLE, Ordering::Relaxed);
+    }
+
+    pub(crate) fn drop_handle(&self) {
+        // ORDERING: Release, so that every use of the outcome through this handle happens before a later
+        // `take_outcome` that sees the count drop (it loads with Acquire).
+        self.state.fetch_sub(ONE_HANDLE, Ordering::Release);
+    }
+
+    /// Moves `PENDING` to `RUNNING` (Python's `set_running_or_notify_cancel`): `Ok(false)` if it was cancelled.
+    pub(crate) fn try_start(&self) -> Result<bool, Error> {
+        let mut state = self.load();
+        loop {
+            match state & PHASE {
+                PENDING => {}
+                CANCELLED => return Ok(false),
+                RUNNING | COMPLETING => {
+                    return Err(Error::InvalidState("the future is already running".into()));
+                }
+                _ => return Err(Error::InvalidState("the future is already finished".into())),
+            }
+            // ORDERING: Acquire on success: the job's captured state was published by the submitter through the
+            // queue; nothing is published by this transition itself.
+            match self.state.compare_exchange_weak(
+                state,
+                (state & !PHASE) | RUNNING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(true),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Claims the right to write the outcome: `PENDING` (or, with `from_running`, `RUNNING`) to `COMPLETING`.
+    /// Returns the phase it left.
+    fn claim_completion(&self, from_running: bool) -> Result<usize, Error> {
+        let mut state = self.load();
+        loop {
+            match state & PHASE {
+                PENDING => {}
+                RUNNING if from_running => {}
+                RUNNING => return Err(Error::InvalidState("the future is already running".into())),
+                CANCELLED => return Err(Error::InvalidState("the future was cancelled".into())),
+                _ => {
+                    return Err(Error::InvalidState(
+                        "the future already has a result".into(),
+                    ));
+                }
+            }
+            // ORDERING: Acquire: the claimant only writes the outcome slot, which no one reads before FINISHED.
+            match self.state.compare_exchange_weak(
+                state,
+                (state & !PHASE) | COMPLETING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(state & PHASE),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Publishes a final phase; if anyone registered on the slow path, also sets `NOTIFYING` and counts the
+    /// handle the notifier will pass to callbacks. Returns the previous state word.
+    fn publish(&self, phase_bits: usize) -> usize {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let mut next = (state & !PHASE) | phase_bits;
+            if state & WAITING != 0 {
+                next += NOTIFYING + ONE_HANDLE;
+            }
+            // ORDERING: Release publishes the outcome written under COMPLETING (and the job's effects); Acquire
+            // pairs with the Release of `register`'s read-modify-write so the notifier sees the entries' pushes
+            // through the slow-path lock it takes next.
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return state,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Registers `entry` unless the future is already done, in which case the entry is handed back.
+    pub(crate) fn register(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
+        let mut slow = self.slow.lock();
+        // ORDERING: AcqRel: Acquire so that a done phase seen here makes the outcome visible; Release pairs with
+        // the completer's publish.
+        let state = self.state.fetch_or(WAITING, Ordering::AcqRel);
+        if is_done(state) {
+            return Err(entry);
+        }
+        if let Entry::Waker(waker) = &entry {
+            slow.retain(|e| !matches!(e, Entry::Waker(w) if w.will_wake(waker)));
+        }
+        slow.push(entry);
+        Ok(())
+    }
+
+    /// Registers `entry` to be told when the notifier has finished running callbacks; hands it back if it already
+    /// has (or never had to).
+    pub(crate) fn register_settle(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
+        let mut slow = self.slow.lock();
+        // ORDERING: AcqRel, as in `register`; pairs with the notifier's clearing of NOTIFYING.
+        let state = self.state.fetch_or(SETTLE_WAIT, Ordering::AcqRel);
+        if state & NOTIFYING == 0 {
+            return Err(entry);
+        }
+        slow.push(entry);
+        Ok(())
+    }
+
+    /// Removes `waiter`'s entries (a wait that timed out).
+    pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) {
+        self.slow
+            .lock()
+            .retain(|e| !matches!(e, Entry::Waiter(w, _) if Arc::ptr_eq(w, waiter)));
+    }
+
+    /// Reads the outcome of a finished future.
+    pub(crate) fn read(&self) -> Result<&T, Error> {
+        let state = self.load();
+        match state & PHASE {
+            CANCELLED => Err(Error::Cancelled),
+            FINISHED => self.outcome.with(|slot| {
+                // SAFETY: FINISHED was seen with Acquire, so the slot's write happened before; it is written again
+                // only by `take_outcome`, which needs the only handle, and `&self` is borrowed from a handle.
+                match unsafe { &*slot } {
+                    Some(Ok(value)) => Ok(value),
+                    Some(Err(error)) => Err(error.clone()),
+                    None => Err(Error::InvalidState(
+                        "the result was moved out of the future".into(),
+                    )),
+                }
+            }),
+            _ => Err(Error::InvalidState("the future is not done".into())),
+        }
+    }
+
+    /// Moves the outcome out of a finished future whose only handle is the caller's and whose callbacks have run.
+    pub(crate) fn take_outcome(&self) -> Result<T, Error> {
+        let state = self.load();
+        match state & PHASE {
+            CANCELLED => return Err(Error::Cancelled),
+            FINISHED => {}
+            _ => return Err(Error::InvalidState("the future is not done".into())),
+        }
+        if state & NOTIFYING != 0 || handles(state) != 1 {
+            return Err(Error::InvalidState(format!(
+                "moving the result out needs the only handle to the future, and {} others exist; \
+                 use result() to borrow it instead",
+                handles(state).saturating_sub(1)
+            )));
+        }
+        self.outcome
+            .with_mut(|slot| {
+                // SAFETY: FINISHED and NOTIFYING clear were seen with Acquire, and this is the only handle: every other
+                // handle's drop (Release) happened before, so no `&T` from `read` is alive, and the completer no
+                // longer touches the slot.
+                unsafe { (*slot).take() }
+            })
+            .unwrap_or_else(|| {
+                Err(Error::InvalidState(
+                    "the result was moved out of the future".into(),
+                ))
+            })
+    }
+}
+
+/// Sets the outcome of `cell`'s future and notifies. Fails with `InvalidState` if it is already done.
+pub(crate) fn complete<T: Send + Sync + 'static>(
+    cell: &Arc<dyn Cell<T>>,
+    outcome: Result<T, Error>,
+) -> Result<(), Error> {
+    complete_from(cell, outcome, true)
+}
+
+/// [`complete`], optionally refusing a future that is already running.
+pub(crate) fn complete_from<T: Send + Sync + 'static>(
+    cell: &Arc<dyn Cell<T>>,
+    outcome: Result<T, Error>,
+    from_running: bool,
+) -> Result<(), Error> {
+    let core = cell.core();
+    let left = core.claim_completion(from_running)?;
+    if left == PENDING {
+        cell.discard_job();
+    }
+    let phase = if outcome.is_ok() {
+        FINISHED
+    } else {
+        FINISHED | FAILED
+    };
+    core.outcome.with_mut(|slot| {
+        // SAFETY: this thread holds the COMPLETING phase, which no other thread can leave or read the slot in.
+        unsafe { *slot = Some(outcome) }
+    });
+    let previous = core.publish(phase);
+    if previous & WAITING != 0 {
+        notify(cell);
+    }
+    Ok(())
+}
+
+/// Cancels `cell`'s future if it is pending; `true` if it is (now or already) cancelled.
+pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool {
+    let core = cell.core();
+    let mut state = core.load();
+    loop {
+        match state & PHASE {
+            PENDING => {}
+            CANCELLED => return true,
+            _ => return false,
+        }
+        // ORDERING: Acquire on success so the job slot, written by the submitter, is ours to drop.
+        match core.state.compare_exchange_weak(
+            state,
+            (state & !PHASE) | COMPLETING,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => break,
+            Err(actual) => state = actual,
+        }
+    }
+    cell.discard_job();
+    let previous = core.publish(CANCELLED);
+    if previous & WAITING != 0 {
+        notify(cell);
+    }
+    true
+}
+
+/// Runs the slow path after a final phase was published with `NOTIFYING` set: wakes waiters, runs callbacks in
+/// the order they were added, then clears `NOTIFYING` and tells whoever waits for that.
+fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
+    let core = cell.core();
+    let entries = mem::take(&mut *core.slow.lock());
+    let mut callbacks = Vec::new();
+    for entry in entries {
+        match entry {
+            Entry::Waiter(waiter, token) => waiter.notify(token),
+            Entry::Waker(waker) => waker.wake(),
+            Entry::Callback(callback) => callbacks.push(callback),
+        }
+    }
+    if !callbacks.is_empty() {
+        // `publish` already counted this handle.
+        let handle = Future { cell: cell.clone() };
+        for callback in callbacks {
+            unwind::run_callback("a done callback", || callback(&handle));
+        }
+        drop(handle);
+    } else {
+        core.drop_handle();
+    }
+    // ORDERING: AcqRel: Release so that the callbacks' reads of the outcome and the handle's drop happen before a
+    // `take_outcome` that sees NOTIFYING clear; Acquire pairs with `register_settle`.
+    let previous = core
+        .state
+        .fetch_and(!(NOTIFYING | SETTLE_WAIT), Ordering::AcqRel);
+    if previous & SETTLE_WAIT != 0 {
+        let entries = mem::take(&mut *core.slow.lock());
+        for entry in entries {
+            match entry {
+                Entry::Waiter(waiter, token) => waiter.notify(token),
+                Entry::Waker(waker) => waker.wake(),
+                // A callback added after the future was done ran at once; none can be here.
+                Entry::Callback(callback) => {
+                    let handle = Future::from_cell(cell.clone());
+                    unwind::run_callback("a done callback", || callback(&handle));
+                }
+            }
+        }
+    }
+}
+
+/// A job in a pool's queue: the task cell, type-erased.
+pub(crate) trait Runnable: Send + Sync {
+    /// Runs the job if its future is still pending, and completes the future.
+    fn run(self: Arc<Self>);
+    /// Cancels the job's future if it has not started.
+    fn cancel(self: Arc<Self>);
+    /// Fails the job's future with `error` if it has not started.
+    fn fail(self: Arc<Self>, error: Error);
+}
+
+/// A thread-pool task: the future's core and the closure that computes its value, in one allocation.
+pub(crate) struct Task<T, F> {
+    core: Core<T>,
+    job: UnsafeCell<Option<F>>,
+}
+
+// SAFETY: the job slot is touched only by the one thread that moves the future out of PENDING (the worker that
+// starts it, or the canceller / completer that discards it), so `F: Send` suffices.
+unsafe impl<T: Send + Sync, F: Send> Sync for Task<T, F> {}
+
+impl<T, F> Task<T, F>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    /// A pending task and the first handle to its future.
+    pub(crate) fn new_pair(job: F) -> (Arc<dyn Runnable>, Future<T>) {
+        let task = Arc::new(Task {
+            core: Core::new(PENDING, 1, None),
+            job: UnsafeCell::new(Some(job)),
+        });
+        let cell: Arc<dyn Cell<T>> = task.clone();
+        (task, Future { cell })
+    }
+}
+
+impl<T, F> Cell<T> for Task<T, F>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn core(&self) -> &Core<T> {
+        &self.core
+    }
+
+    fn discard_job(&self) {
+        let job = self.job.with_mut(|slot| {
+            // SAFETY: see `Cell::discard_job`: the caller left PENDING other than by starting, so no one else
+            // touches the slot.
+            unsafe { (*slot).take() }
+        });
+        drop(job);
+    }
+}
+
+impl<T, F> Runnable for Task<T, F>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn run(self: Arc<Self>) {
+        if self.core.try_start() != Ok(true) {
+            return;
+        }
+        let job = self.job.with_mut(|slot| {
+            // SAFETY: this thread moved the future from PENDING to RUNNING, so it alone touches the slot.
+            unsafe { (*slot).take() }
+        });
+        let Some(job) = job else { return };
+        let outcome = unwind::run_task(job);
+        let cell: Arc<dyn Cell<T>> = self;
+        // Fails only if someone set the result from outside while it ran; theirs stands, as in Python.
+        let _ = complete(&cell, outcome);
+    }
+
+    fn cancel(self: Arc<Self>) {
+        let cell: Arc<dyn Cell<T>> = self;
+        cancel(&cell);
+    }
+
+    fn fail(self: Arc<Self>, error: Error) {
+        let cell: Arc<dyn Cell<T>> = self;
+        // Fails only if the task already started or was cancelled; then its own outcome stands.
+        let _ = complete_from(&cell, Err(error), false);
+    }
+}

@@ -1,0 +1,29 @@
+//! The one door to threads, locks, atomics and queues: real ones in production, loom's under model checking.
+//!
+//! No other module names `std::sync`, `std::thread`, `parking_lot` or `crossbeam_channel`. Under
+//! `--cfg concurrent_futures_loom` every item here is swapped for a [loom](https://docs.rs/loom) type with the same
+//! methods, so the models in `loom-tests/` check the library's real code paths.
+//!
+//! One deliberate exception: [`Arc`] is `std::sync::Arc` in both builds, because loom's `Arc` cannot be coerced to
+//! a trait object on stable Rust and task cells live behind `Arc<dyn ...>`. Leaks are still caught under loom:
+//! every cell carries a [`LeakToken`], which is a loom `Arc` there and a zero-sized value in production.
+
+#[cfg(not(concurrent_futures_loom))]
+mod real;
+#[cfg(not(concurrent_futures_loom))]
+pub(crate) use real::*;
+
+#[cfg(concurrent_futures_loom)]
+mod model;
+#[cfg(concurrent_futures_loom)]
+pub(crate) use model::*;
+
+pub(crate) use std::sync::Arc;
+
+/// A process-wide counter for default names (`ThreadPoolExecutor-{n}`). Nothing synchronises through it, so it
+/// is a plain std atomic in both builds.
+pub(crate) fn next_pool_number() -> usize {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    // ORDERING: Relaxed: only uniqueness matters.
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}

@@ -1,0 +1,232 @@
+//! Loom implementations of the sync API, used under `--cfg concurrent_futures_loom`.
+
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::time::Instant;
+
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use loom::thread_local;
+
+/// A mutex whose `lock` returns the guard directly.
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+/// The guard of [`Mutex`]; it holds loom's guard in an `Option` so [`Condvar::wait`] can take and return it.
+pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+const GUARD_PRESENT: &str = "a MutexGuard always holds its lock outside Condvar::wait";
+
+impl<T> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect(GUARD_PRESENT)
+    }
+}
+
+impl<T> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect(GUARD_PRESENT)
+    }
+}
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(loom::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+}
+
+/// A condition variable used with [`Mutex`].
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(loom::sync::Condvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(loom::sync::Condvar::new())
+    }
+
+    pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+        let inner = guard.0.take().expect(GUARD_PRESENT);
+        guard.0 = Some(self.0.wait(inner).unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Loom never times out a wait: this behaves as `wait` and returns `false`.
+    pub(crate) fn wait_until<T>(&self, guard: &mut MutexGuard<'_, T>, _deadline: Instant) -> bool {
+        self.wait(guard);
+        false
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+/// A reader-writer lock.
+#[derive(Debug, Default)]
+pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+impl<T> RwLock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        RwLock(loom::sync::RwLock::new(value))
+    }
+
+    pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) use loom::cell::UnsafeCell;
+
+/// Marks an allocation that must be freed by the end of a loom model: loom reports a leaked `Arc`.
+#[derive(Debug, Clone)]
+pub(crate) struct LeakToken(#[allow(dead_code)] loom::sync::Arc<()>);
+
+impl LeakToken {
+    pub(crate) fn new() -> Self {
+        LeakToken(loom::sync::Arc::new(()))
+    }
+}
+
+/// Threads: spawning named threads and telling the current one.
+pub(crate) mod thread {
+    pub(crate) use loom::thread::{JoinHandle, ThreadId};
+
+    pub(crate) fn spawn_named<F>(name: String, f: F) -> std::io::Result<JoinHandle<()>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        loom::thread::Builder::new().name(name).spawn(f)
+    }
+
+    pub(crate) fn current_id() -> ThreadId {
+        loom::thread::current().id()
+    }
+}
+
+/// Why a [`Queue`] push did not happen.
+#[derive(Debug)]
+pub(crate) enum PushError<T> {
+    /// The queue is bounded and full (only from `try_push`).
+    Full(T),
+    /// The queue no longer accepts items.
+    Closed(T),
+}
+
+struct QueueState<T> {
+    items: VecDeque<T>,
+    bound: Option<usize>,
+    push_closed: bool,
+    closed: bool,
+}
+
+/// The loom stand-in for the crossbeam-backed queue: a `Mutex<VecDeque>` with two condition variables and the
+/// same methods and close semantics.
+pub(crate) struct Queue<T> {
+    state: Mutex<QueueState<T>>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(bound: Option<usize>) -> Self {
+        Queue {
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                bound,
+                push_closed: false,
+                closed: false,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+        }
+    }
+
+    fn is_full(state: &QueueState<T>) -> bool {
+        state.bound.is_some_and(|bound| state.items.len() >= bound)
+    }
+
+    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        let mut state = self.state.lock();
+        loop {
+            if state.push_closed {
+                return Err(item);
+            }
+            if !Self::is_full(&state) {
+                state.items.push_back(item);
+                self.not_empty.notify_one();
+                return Ok(());
+            }
+            self.not_full.wait(&mut state);
+        }
+    }
+
+    pub(crate) fn try_push(&self, item: T) -> Result<(), PushError<T>> {
+        let mut state = self.state.lock();
+        if state.push_closed {
+            return Err(PushError::Closed(item));
+        }
+        if Self::is_full(&state) {
+            return Err(PushError::Full(item));
+        }
+        state.items.push_back(item);
+        self.not_empty.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.pop_deadline(None).unwrap_or_default()
+    }
+
+    /// Loom never times out, so a deadline only matters once the queue is closed.
+    pub(crate) fn pop_deadline(&self, _deadline: Option<Instant>) -> Result<Option<T>, ()> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                self.not_full.notify_one();
+                return Ok(Some(item));
+            }
+            if state.closed {
+                return Ok(None);
+            }
+            self.not_empty.wait(&mut state);
+        }
+    }
+
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        let mut state = self.state.lock();
+        let item = state.items.pop_front();
+        if item.is_some() {
+            self.not_full.notify_one();
+        }
+        item
+    }
+
+    pub(crate) fn close_push(&self) {
+        self.state.lock().push_closed = true;
+        self.not_full.notify_all();
+    }
+
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.push_closed = true;
+        state.closed = true;
+        drop(state);
+        self.not_full.notify_all();
+        self.not_empty.notify_all();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().items.len()
+    }
+}

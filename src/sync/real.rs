@@ -1,0 +1,242 @@
+//! Production implementations of the sync API: parking_lot locks, std atomics and threads, crossbeam queues.
+
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
+
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use std::thread_local;
+
+/// A mutex whose `lock` returns the guard directly (parking_lot style, no poisoning).
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+
+/// The guard of [`Mutex`].
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Mutex(parking_lot::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock()
+    }
+}
+
+/// A condition variable used with [`Mutex`].
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(parking_lot::Condvar);
+
+impl Condvar {
+    pub(crate) const fn new() -> Self {
+        Condvar(parking_lot::Condvar::new())
+    }
+
+    pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+        self.0.wait(guard);
+    }
+
+    /// Waits until notified or until `deadline`; returns `true` if the deadline passed.
+    pub(crate) fn wait_until<T>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) -> bool {
+        self.0.wait_until(guard, deadline).timed_out()
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+/// A reader-writer lock (parking_lot style).
+#[derive(Debug, Default)]
+pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
+
+impl<T> RwLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        RwLock(parking_lot::RwLock::new(value))
+    }
+
+    pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, T> {
+        self.0.read()
+    }
+
+    pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, T> {
+        self.0.write()
+    }
+}
+
+/// An `UnsafeCell` with loom's closure-based access API.
+#[derive(Debug, Default)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Marks an allocation that must be freed by the end of a loom model; nothing in production.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LeakToken;
+
+impl LeakToken {
+    pub(crate) fn new() -> Self {
+        LeakToken
+    }
+}
+
+/// Threads: spawning named threads and telling the current one.
+pub(crate) mod thread {
+    pub(crate) use std::thread::{JoinHandle, ThreadId};
+
+    pub(crate) fn spawn_named<F>(name: String, f: F) -> std::io::Result<JoinHandle<()>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        std::thread::Builder::new().name(name).spawn(f)
+    }
+
+    pub(crate) fn current_id() -> ThreadId {
+        std::thread::current().id()
+    }
+}
+
+/// Why a [`Queue`] push did not happen.
+#[derive(Debug)]
+pub(crate) enum PushError<T> {
+    /// The queue is bounded and full (only from `try_push`).
+    Full(T),
+    /// The queue no longer accepts items.
+    Closed(T),
+}
+
+/// A multi-producer multi-consumer FIFO queue, optionally bounded.
+///
+/// `close_push` makes every later push fail and releases pushers blocked on a full queue (they get their item
+/// back). `close` also does that, and lets poppers return `None` once the queue is drained. The caller orders
+/// pushes before `close` (the thread pool does so with its gate), so no item is left behind after the last pop.
+pub(crate) struct Queue<T> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+    push_closed: AtomicBool,
+    push_close: Mutex<Option<Sender<()>>>,
+    push_closed_rx: Receiver<()>,
+    pop_close: Mutex<Option<Sender<()>>>,
+    pop_closed_rx: Receiver<()>,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(bound: Option<usize>) -> Self {
+        let (tx, rx) = match bound {
+            Some(n) => crossbeam_channel::bounded(n),
+            None => crossbeam_channel::unbounded(),
+        };
+        let (push_close, push_closed_rx) = crossbeam_channel::bounded(0);
+        let (pop_close, pop_closed_rx) = crossbeam_channel::bounded(0);
+        Queue {
+            tx,
+            rx,
+            push_closed: AtomicBool::new(false),
+            push_close: Mutex::new(Some(push_close)),
+            push_closed_rx,
+            pop_close: Mutex::new(Some(pop_close)),
+            pop_closed_rx,
+        }
+    }
+
+    /// Pushes, blocking while the queue is full; gives the item back once the queue is closed for pushing.
+    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        match self.try_push(item) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed(item)) => Err(item),
+            Err(PushError::Full(item)) => {
+                let mut select = Select::new();
+                let send = select.send(&self.tx);
+                let _closed = select.recv(&self.push_closed_rx);
+                let op = select.select();
+                if op.index() == send {
+                    op.send(&self.tx, item).map_err(|e| e.into_inner())
+                } else {
+                    // The close channel only ever disconnects; completing the operation just observes that.
+                    let _ = op.recv(&self.push_closed_rx);
+                    Err(item)
+                }
+            }
+        }
+    }
+
+    /// Pushes without blocking.
+    pub(crate) fn try_push(&self, item: T) -> Result<(), PushError<T>> {
+        // ORDERING: Acquire pairs with the Release store in `close_push`; a push that misses the flag is still
+        // ordered before the queue's final drain by the caller's gate.
+        if self.push_closed.load(Ordering::Acquire) {
+            return Err(PushError::Closed(item));
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(item)) => Err(PushError::Full(item)),
+            Err(TrySendError::Disconnected(item)) => Err(PushError::Closed(item)),
+        }
+    }
+
+    /// Pops, blocking while the queue is empty; `None` once it is closed and drained.
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.pop_deadline(None).unwrap_or_default()
+    }
+
+    /// Pops, blocking at most until `deadline`: `Err(())` on time-out, `Ok(None)` once closed and drained.
+    pub(crate) fn pop_deadline(&self, deadline: Option<Instant>) -> Result<Option<T>, ()> {
+        match self.rx.try_recv() {
+            Ok(item) => return Ok(Some(item)),
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        let mut select = Select::new();
+        let recv = select.recv(&self.rx);
+        let _closed = select.recv(&self.pop_closed_rx);
+        let op = match deadline {
+            None => select.select(),
+            Some(deadline) => select.select_deadline(deadline).map_err(|_| ())?,
+        };
+        if op.index() == recv {
+            Ok(op.recv(&self.rx).ok())
+        } else {
+            let _ = op.recv(&self.pop_closed_rx);
+            Ok(self.rx.try_recv().ok())
+        }
+    }
+
+    /// Pops without blocking.
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Refuses every later push and releases blocked pushers.
+    pub(crate) fn close_push(&self) {
+        // ORDERING: Release pairs with the Acquire load in `try_push`.
+        self.push_closed.store(true, Ordering::Release);
+        drop(self.push_close.lock().take());
+    }
+
+    /// `close_push`, and lets poppers return `None` once the queue is drained.
+    pub(crate) fn close(&self) {
+        self.close_push();
+        drop(self.pop_close.lock().take());
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rx.len()
+    }
+}

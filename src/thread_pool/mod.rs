@@ -1,0 +1,557 @@
+//! [`ThreadPoolExecutor`]: Python's thread pool, plus a bounded queue and panics returned as errors.
+
+mod worker;
+
+use std::fmt;
+
+use crate::future::{Runnable, Task};
+use crate::map::{Batch, Map, Source};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, thread};
+use crate::{Error, Executor, Future, MapOptions, Payload};
+
+type Job = Arc<dyn Runnable>;
+
+/// A thread initializer: runs once at the start of each worker thread; an `Err` (or a panic) breaks the pool.
+type Initializer =
+    Box<dyn Fn() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
+
+/// Python's default worker count: `min(32, cpus + 4)`.
+fn default_max_workers() -> usize {
+    (num_cpus::get() + 4).min(32)
+}
+
+/// The state shared by the pool's handles and its workers.
+pub(crate) struct Shared {
+    queue: Queue<Job>,
+    /// Orders submits (readers) before shutdown (the writer): once `closed` is set under the write lock, no push
+    /// is in flight and none will start, so closing the queue afterwards strands nothing.
+    gate: RwLock<Gate>,
+    /// Why the pool broke, if it did; set before the gate closes.
+    broken: Mutex<Option<String>>,
+    max_workers: usize,
+    thread_name_prefix: String,
+    initializer: Option<Initializer>,
+    /// Threads about to block on an empty queue and not yet claimed by a submit (Python's idle semaphore).
+    idle: AtomicUsize,
+    /// Threads started so far (mirrors `workers.started`, read without the lock on the fast path).
+    started: AtomicUsize,
+    workers: Mutex<Workers>,
+    /// Signalled each time a worker exits.
+    worker_exit: Condvar,
+    /// User-visible `ThreadPoolExecutor` handles; the last one to drop shuts the pool down.
+    handles: AtomicUsize,
+}
+
+struct Gate {
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Workers {
+    started: usize,
+    alive: usize,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Shared {
+    /// The error for a submit the pool no longer accepts.
+    fn refusal(&self) -> Error {
+        match self.broken.lock().clone() {
+            Some(reason) => Error::Broken { reason },
+            None => Error::Shutdown,
+        }
+    }
+
+    fn enqueue(self: &Arc<Self>, job: Job, block: bool) -> Result<(), Error> {
+        let gate = self.gate.read();
+        if gate.closed {
+            return Err(self.refusal());
+        }
+        if self.started.load(Ordering::Acquire) == 0 {
+            // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
+            self.start_worker(true)?;
+        }
+        let pushed = if block {
+            self.queue.push(job).map_err(|_| self.refusal())
+        } else {
+            self.queue.try_push(job).map_err(|e| match e {
+                PushError::Full(_) => Error::Full,
+                PushError::Closed(_) => self.refusal(),
+            })
+        };
+        pushed?;
+        self.adjust_thread_count();
+        drop(gate);
+        Ok(())
+    }
+
+    /// After a push: wake an idle thread if there is one, else start a thread if under `max_workers`.
+    fn adjust_thread_count(self: &Arc<Self>) {
+        // ORDERING: AcqRel: claims one idle thread's advertisement (see `worker::run`); a hint only.
+        if self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return;
+        }
+        // ORDERING: Acquire pairs with the Release store in `start_worker`; a stale read only costs a lock.
+        if self.started.load(Ordering::Acquire) >= self.max_workers {
+            return;
+        }
+        if let Err(error) = self.start_worker(false) {
+            // At least one worker exists (the first submit made sure), so the task will still run.
+            log::warn!(target: "concurrent_futures", "could not start another worker thread: {error}");
+        }
+    }
+
+    /// Starts one more worker if under `max_workers` (or, with `first`, only if none was started yet).
+    fn start_worker(self: &Arc<Self>, first: bool) -> Result<(), Error> {
+        let mut workers = self.workers.lock();
+        if workers.started >= self.max_workers || (first && workers.started > 0) {
+            return Ok(());
+        }
+        let name = format!("{}_{}", self.thread_name_prefix, workers.started);
+        let shared = self.clone();
+        match thread::spawn_named(name, move || worker::run(shared)) {
+            Ok(handle) => {
+                workers.started += 1;
+                workers.alive += 1;
+                workers.threads.push(handle);
+                // ORDERING: Release pairs with the Acquire loads on the submit path.
+                self.started.store(workers.started, Ordering::Release);
+                Ok(())
+            }
+            Err(error) => Err(Error::Broken {
+                reason: format!("could not start a worker thread: {error}"),
+            }),
+        }
+    }
+
+    /// Stops accepting work; with `cancel`, cancels what is queued; then lets workers exit once the queue drains.
+    fn close(&self, cancel: bool) {
+        self.queue.close_push();
+        self.gate.write().closed = true;
+        if cancel {
+            while let Some(job) = self.queue.try_pop() {
+                job.cancel();
+            }
+        }
+        self.queue.close();
+    }
+
+    /// Marks the pool broken (an initializer failed): later submits and every queued task fail with the reason.
+    fn break_pool(&self, reason: String) {
+        self.broken.lock().get_or_insert_with(|| reason.clone());
+        self.queue.close_push();
+        self.gate.write().closed = true;
+        while let Some(job) = self.queue.try_pop() {
+            job.fail(Error::Broken {
+                reason: reason.clone(),
+            });
+        }
+        self.queue.close();
+    }
+
+    fn worker_exited(&self) {
+        self.workers.lock().alive -= 1;
+        self.worker_exit.notify_all();
+    }
+
+    /// Waits for every worker to exit (but the calling thread, if it is one of them) and reaps the threads.
+    fn join_workers(&self) {
+        let on_worker = worker::is_worker_of(self);
+        let me = thread::current_id();
+        let mut workers = self.workers.lock();
+        let others = if on_worker { 1 } else { 0 };
+        while workers.alive > others {
+            self.worker_exit.wait(&mut workers);
+        }
+        let threads = std::mem::take(&mut workers.threads);
+        let (mine, finished): (Vec<_>, Vec<_>) =
+            threads.into_iter().partition(|t| t.thread().id() == me);
+        workers.threads = mine;
+        drop(workers);
+        for thread in finished {
+            // A worker catches every panic of its tasks and callbacks, so it cannot have panicked itself.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A pool of threads that runs submitted closures and hands back a [`Future`] for each, like Python's
+/// `concurrent.futures.ThreadPoolExecutor`.
+///
+/// Threads start lazily, one per submit while none is idle, up to `max_workers`; an idle thread is reused before
+/// a new one starts. A panicking task fails only its own future ([`Error::Panicked`]); the thread lives on.
+/// With a [queue bound](ThreadPoolBuilder::queue_bound), `submit` waits while the queue is full and
+/// [`try_submit`](Self::try_submit) returns [`Error::Full`].
+///
+/// `ThreadPoolExecutor` is a cheap handle: clones share one pool. Dropping the last handle is
+/// `shutdown(true)`: it waits for queued and running tasks (but never for the dropping thread itself, if that is
+/// one of the pool's workers).
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(4).thread_name_prefix("fetch").build()?;
+/// let future = pool.submit(|| std::thread::current().name().map(str::to_owned))?;
+/// assert_eq!(future.result()?.as_deref(), Some("fetch_0"));
+/// pool.shutdown(true);
+/// assert!(pool.submit(|| ()).is_err());
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+pub struct ThreadPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+/// Builds a [`ThreadPoolExecutor`] (Python's keyword arguments, plus a queue bound).
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(2)
+///     .thread_name_prefix("io")
+///     .initializer(|| Ok(()))
+///     .queue_bound(100)
+///     .build()?;
+/// assert_eq!(pool.max_workers(), 2);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[must_use]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<usize>,
+    thread_name_prefix: Option<String>,
+    initializer: Option<Initializer>,
+    queue_bound: Option<usize>,
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .field("queue_bound", &self.queue_bound)
+            .finish()
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// The most threads the pool runs at once (default `min(32, cpus + 4)`, as in Python). Must be at least 1.
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = Some(max_workers);
+        self
+    }
+
+    /// Names the threads `{prefix}_{i}` (default `ThreadPoolExecutor-{n}`, as in Python).
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Runs `initializer` at the start of each worker thread. If it returns an error or panics, the pool is
+    /// broken: the error is logged, queued tasks fail with [`Error::Broken`], and so do later submits.
+    pub fn initializer<F>(mut self, initializer: F) -> Self
+    where
+        F: Fn() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync + 'static,
+    {
+        self.initializer = Some(Box::new(initializer));
+        self
+    }
+
+    /// Bounds the queue of tasks waiting for a thread: `submit` then waits while it is full, and `try_submit`
+    /// fails with [`Error::Full`]. Unbounded by default (as in Python). Must be at least 1.
+    pub fn queue_bound(mut self, bound: usize) -> Self {
+        self.queue_bound = Some(bound);
+        self
+    }
+
+    /// Builds the pool. No thread starts until the first submit. `max_workers == 0` or `queue_bound == 0` is
+    /// [`Error::InvalidArgument`].
+    pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
+        let max_workers = self.max_workers.unwrap_or_else(default_max_workers);
+        if max_workers == 0 {
+            return Err(Error::InvalidArgument(
+                "max_workers must be greater than 0".into(),
+            ));
+        }
+        if self.queue_bound == Some(0) {
+            return Err(Error::InvalidArgument(
+                "queue_bound must be at least 1".into(),
+            ));
+        }
+        let thread_name_prefix = self
+            .thread_name_prefix
+            .unwrap_or_else(|| format!("ThreadPoolExecutor-{}", crate::sync::next_pool_number()));
+        Ok(ThreadPoolExecutor {
+            shared: Arc::new(Shared {
+                queue: Queue::new(self.queue_bound),
+                gate: RwLock::new(Gate { closed: false }),
+                broken: Mutex::new(None),
+                max_workers,
+                thread_name_prefix,
+                initializer: self.initializer,
+                idle: AtomicUsize::new(0),
+                started: AtomicUsize::new(0),
+                workers: Mutex::new(Workers::default()),
+                worker_exit: Condvar::new(),
+                handles: AtomicUsize::new(1),
+            }),
+        })
+    }
+}
+
+impl ThreadPoolExecutor {
+    /// A pool of at most `max_workers` threads. `max_workers == 0` is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// assert!(ThreadPoolExecutor::new(8).is_ok());
+    /// assert!(matches!(ThreadPoolExecutor::new(0), Err(Error::InvalidArgument(_))));
+    /// ```
+    pub fn new(max_workers: usize) -> Result<Self, Error> {
+        Self::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder {
+            max_workers: None,
+            thread_name_prefix: None,
+            initializer: None,
+            queue_bound: None,
+        }
+    }
+
+    /// The most threads this pool runs at once.
+    pub fn max_workers(&self) -> usize {
+        self.shared.max_workers
+    }
+
+    /// Schedules `task` and returns its future (Python's `submit`).
+    ///
+    /// Waits while a bounded queue is full. Fails with [`Error::Shutdown`] after shutdown (also when a shutdown
+    /// releases this waiting submit) and [`Error::Broken`] if the pool is broken.
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(2)?;
+    /// let name = String::from("world");
+    /// let greeting = pool.submit(move || format!("hello {name}"))?;
+    /// assert_eq!(greeting.result()?, "hello world");
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn submit<F, T>(&self, task: F) -> Result<Future<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        let (job, future) = Task::new_pair(task);
+        self.shared.enqueue(job, true)?;
+        Ok(future)
+    }
+
+    /// Like [`submit`](Self::submit), but never waits: a full bounded queue is [`Error::Full`].
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::builder().max_workers(1).queue_bound(1).build()?;
+    /// let (started_tx, started_rx) = std::sync::mpsc::channel();
+    /// let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    /// let busy = pool.try_submit(move || { started_tx.send(()).unwrap(); release_rx.recv().ok(); })?;
+    /// started_rx.recv().unwrap(); // the worker holds the first task
+    /// let queued = pool.try_submit(|| ())?; // fills the queue
+    /// assert!(matches!(pool.try_submit(|| ()), Err(Error::Full)));
+    /// release_tx.send(()).unwrap();
+    /// queued.result()?;
+    /// # busy.result()?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_submit<F, T>(&self, task: F) -> Result<Future<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        let (job, future) = Task::new_pair(task);
+        self.shared.enqueue(job, false)?;
+        Ok(future)
+    }
+
+    /// Applies `f` to every input on the pool and yields the results in input order (Python's `map`), with the
+    /// default [`MapOptions`]: every input is submitted now, one per task.
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(4)?;
+    /// let offset = 10;
+    /// let results: Vec<u32> = pool.map(move |x: u32| x + offset, 0..5)?.collect::<Result<_, _>>()?;
+    /// assert_eq!(results, [10, 11, 12, 13, 14]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn map<'a, F, A, R, I>(&'a self, f: F, inputs: I) -> Result<Map<'a, R>, Error>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        self.map_with(f, inputs, MapOptions::new())
+    }
+
+    /// [`map`](Self::map) with a timeout, a chunk size (several inputs per task) and a buffer size (at most that
+    /// many tasks in flight, so an endless input works). `chunksize` or `buffersize` of 0 is
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use concurrent_futures::{MapOptions, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(2)?;
+    /// let options = MapOptions::new().chunksize(100).buffersize(2);
+    /// let total: u64 = pool.map_with(|x: u64| x, 1..=1000, options)?.sum::<Result<u64, _>>()?;
+    /// assert_eq!(total, 500_500);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn map_with<'a, F, A, R, I>(
+        &'a self,
+        f: F,
+        inputs: I,
+        options: MapOptions,
+    ) -> Result<Map<'a, R>, Error>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        options.validate()?;
+        let f = Arc::new(f);
+        let mut inputs = inputs.into_iter();
+        let chunksize = options.chunksize;
+        let source: Source<'a, R> = Box::new(move || {
+            let f = f.clone();
+            if chunksize == 1 {
+                let input = inputs.next()?;
+                Some(self.submit(move || f(input)).map(Batch::One))
+            } else {
+                let chunk: Vec<A> = inputs.by_ref().take(chunksize).collect();
+                if chunk.is_empty() {
+                    return None;
+                }
+                Some(
+                    self.submit(move || {
+                        chunk.into_iter().map(|input| f(input)).collect::<Vec<R>>()
+                    })
+                    .map(Batch::Chunk),
+                )
+            }
+        });
+        Map::new(options, source)
+    }
+
+    /// Stops accepting tasks (Python's `shutdown(wait)`): queued tasks still run. With `wait`, returns once they
+    /// have all finished and every thread has exited. Calling it again is harmless.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(2)?;
+    /// let future = pool.submit(|| 1)?;
+    /// pool.shutdown(true);
+    /// assert!(future.done());
+    /// assert!(matches!(pool.submit(|| 2), Err(Error::Shutdown)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn shutdown(&self, wait: bool) {
+        self.shutdown_with(wait, false);
+    }
+
+    /// [`shutdown`](Self::shutdown), and with `cancel_futures` every task still queued is cancelled (Python's
+    /// `shutdown(wait, cancel_futures=True)`). Submits waiting on a full queue fail with [`Error::Shutdown`].
+    pub fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
+        self.shared.close(cancel_futures);
+        if wait {
+            self.shared.join_workers();
+        }
+    }
+
+    /// How many tasks wait in the queue for a thread.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.len()
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    /// A pool of `min(32, cpus + 4)` threads, as Python's default.
+    fn default() -> Self {
+        Self::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default max_workers is at least 5"))
+    }
+}
+
+impl Clone for ThreadPoolExecutor {
+    fn clone(&self) -> Self {
+        // ORDERING: Relaxed, as for `Arc::clone`: made from a live handle, which keeps the count above zero.
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        ThreadPoolExecutor {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    /// Dropping the last handle is `shutdown(true)`.
+    fn drop(&mut self) {
+        // ORDERING: AcqRel: the last handle's drop sees every other handle's submits as done.
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shutdown_with(true, false);
+        }
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let workers = self.shared.workers.lock();
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.shared.max_workers)
+            .field("threads", &workers.alive)
+            .field("queued", &self.shared.queue.len())
+            .field("shutdown", &self.shared.gate.read().closed)
+            .finish()
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, Error>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Payload,
+        R: Payload,
+    {
+        ThreadPoolExecutor::submit(self, move || f(arg))
+    }
+
+    fn map_with<'a, F, A, R, I>(
+        &'a self,
+        f: F,
+        inputs: I,
+        options: MapOptions,
+    ) -> Result<Map<'a, R>, Error>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        ThreadPoolExecutor::map_with(self, f, inputs, options)
+    }
+
+    fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
+        ThreadPoolExecutor::shutdown_with(self, wait, cancel_futures);
+    }
+}
