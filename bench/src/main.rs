@@ -71,7 +71,7 @@ impl Config {
         Config {
             smoke: false,
             warmup: 1,
-            rounds: 9,
+            rounds: 11,
             workers: vec![1, 2, 4],
             tasks: 100_000,
             std_tasks: 2_000,
@@ -81,7 +81,7 @@ impl Config {
             map_items: 1_000_000,
             py_map_items: 50_000,
             map_workers: 2,
-            map_rounds: 5,
+            map_rounds: 7,
             callback_tasks: 100_000,
             py_callback_tasks: 20_000,
             memory_tasks: 1_000_000,
