@@ -263,6 +263,13 @@ fn document(
         "On a small shared machine these figures are noisy (other processes compete for the same cores); \
          compare the paired ratios rather than absolute figures across runs.\n\n",
     );
+    out.push_str(
+        "Commands: `cargo run --release -p concurrent-futures-bench` prints this report; `-- --write` also \
+         writes it here; `-- --smoke` runs tiny counts (what CI runs, so the harness cannot rot); \
+         `-- --only 1,5` runs some workloads. Python's side is `bench/python/*.py`, run with `python3` (or \
+         `$PYTHON`). The process pool's Rust rows need `--features process-pool` (see \
+         `bench/src/process.rs`).\n\n",
+    );
     if !targets.is_empty() {
         out.push_str("## Targets (issue 6)\n\n");
         out.push_str(&targets_markdown(targets));
