@@ -71,7 +71,7 @@ impl Config {
         Config {
             smoke: false,
             warmup: 1,
-            rounds: 11,
+            rounds: 15,
             workers: vec![1, 2, 4],
             tasks: 100_000,
             std_tasks: 2_000,

@@ -181,3 +181,64 @@ pub fn targets_markdown(targets: &[Target]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(name: &str, kind: Kind, samples: &[f64]) -> Series {
+        Series {
+            name: name.into(),
+            kind,
+            samples: samples.iter().copied().map(Some).collect(),
+        }
+    }
+
+    #[test]
+    fn section_rows_carry_paired_ratios_against_ours() {
+        let section = Section {
+            title: "t".into(),
+            how: "h".into(),
+            unit: Unit::Nanos,
+            series: vec![
+                series("ours", Kind::Ours, &[100.0, 200.0]),
+                series("peer", Kind::PeerWithHandle, &[200.0, 400.0]),
+            ],
+            skipped: vec![("later".into(), "not built yet".into())],
+        };
+        let md = section.markdown();
+        assert!(
+            md.contains("| ours | 150 ns | 100 ns | 200 ns | 2 | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| peer | 300 ns | 200 ns | 400 ns | 2 | 0.50x (0.50-0.50) |"),
+            "{md}"
+        );
+        assert!(md.contains("| later | not built yet |"), "{md}");
+    }
+
+    #[test]
+    fn targets_say_whether_they_are_met() {
+        let ours = series("ours", Kind::Ours, &[90.0]);
+        let peer = series("peer", Kind::PeerWithHandle, &[100.0]);
+        let md = targets_markdown(&[
+            Target::ratio("r".into(), Some(&ours), Some(&peer), "<= 0.8x", |r| {
+                r <= 0.8
+            }),
+            Target::absolute("a".into(), Some(&ours), Unit::Bytes, "<= 96 B", |b| {
+                b <= 96.0
+            }),
+            Target::pending("p".into(), ">= 10x", "not built yet"),
+        ]);
+        assert!(
+            md.contains("| r | 0.90x (0.90-0.90) | <= 0.8x | **no** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| a | 90 B (90 B-90 B) | <= 96 B | yes |"),
+            "{md}"
+        );
+        assert!(md.contains("| p | not built yet | >= 10x | - |"), "{md}");
+    }
+}
