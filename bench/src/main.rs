@@ -217,10 +217,22 @@ fn main() {
 
     let doc = document(&machine, cfg, &targets, &sections, started.elapsed());
     println!("{doc}");
-    if options.write {
+    // A Rust contender that failed is a broken harness or a broken pool: fail the run (CI's smoke run relies on
+    // it). Python may be missing on a machine; its rows then say so and the run still passes.
+    let failed: Vec<String> = sections
+        .iter()
+        .flat_map(|s| &s.series)
+        .filter(|s| s.kind != Kind::Python && s.samples.iter().any(Option::is_none))
+        .map(|s| s.name.clone())
+        .collect();
+    if options.write && failed.is_empty() {
         let path = workspace.join("BENCHMARKS.md");
         std::fs::write(&path, &doc).expect("write BENCHMARKS.md");
         eprintln!("wrote {}", path.display());
+    }
+    if !failed.is_empty() {
+        eprintln!("error: these contenders failed at least once: {failed:?}");
+        std::process::exit(1);
     }
 }
 
