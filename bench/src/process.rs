@@ -8,7 +8,7 @@
 //!
 //! - the library has no `ProcessPoolExecutor` yet (`build.rs` looks): the rows say "not built yet";
 //! - it has one but the feature is off: the rows say how to enable them;
-//! - `--features process-pool`: the rows run. If they do not compile, adapt [`rust_pool`] and [`worker_entry`].
+//! - `--features process-pool`: the rows run. If they do not compile, adapt `rust_pool` and [`worker_entry`] (marked `ADAPT`).
 
 /// Why the Rust rows of workload 6 cannot run in this build, or `None` if they can.
 pub fn unavailable() -> Option<&'static str> {
