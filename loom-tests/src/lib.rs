@@ -16,7 +16,20 @@ pub fn model<F>(name: &str, body: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
+    model_capped(name, usize::MAX, body);
+}
+
+/// [`model`] with the preemption bound capped at `cap`, for models whose state space at the global bound would
+/// not fit CI's time budget.
+pub fn model_capped<F>(name: &str, cap: usize, body: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
     let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = builder
+        .preemption_bound
+        .map(|bound| bound.min(cap))
+        .or(Some(cap));
     assert!(
         builder.max_duration.is_none() && builder.max_permutations.is_none(),
         "LOOM_MAX_DURATION / LOOM_MAX_PERMUTATIONS stop a model early and report success: unset them"

@@ -122,7 +122,7 @@ fn canary_child() {
         .expect("CANARY_INDEX")
         .parse()
         .unwrap();
-    let (mutant, name, body) = CANARIES[index];
+    let (mutant, name, body, _) = CANARIES[index];
     concurrent_futures::__select_mutant(Some(mutant));
     model(&format!("canary {mutant} / {name}"), body);
 }
