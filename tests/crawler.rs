@@ -50,7 +50,8 @@ fn crawler_bin() -> &'static Path {
         let mut build = Command::new(env!("CARGO"));
         // Cargo gives this test process variables such as CARGO_MANIFEST_DIR; some build scripts (ring's) rerun
         // when those change, so a nested build that inherits them would rebuild dependencies back and forth with
-        // the outer `cargo test`. Build in the environment the outer cargo had.
+        // the outer `cargo test`. Build in the environment the outer cargo had, and with the features of the whole
+        // workspace, as `cargo test --workspace` (the project's test command) builds the examples.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
             if name.starts_with("CARGO_PKG_")
@@ -71,6 +72,7 @@ fn crawler_bin() -> &'static Path {
             .args([
                 "build",
                 "--quiet",
+                "--workspace",
                 "--example",
                 "crawler",
                 "--manifest-path",
