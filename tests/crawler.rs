@@ -824,6 +824,38 @@ fn ignore_robots_fetches_disallowed_pages_and_not_robots_txt() {
 }
 
 #[test]
+fn a_start_url_disallowed_by_robots_txt_is_not_fetched() {
+    let site = small_site();
+    let doc = crawl_json(&[&site.at("/secret/x")]);
+    assert_eq!(doc["pages"], serde_json::json!([]));
+    assert_eq!(
+        doc["robots_blocked_urls"],
+        serde_json::json!([site.at("/secret/x")])
+    );
+    assert_eq!(site.hits(), BTreeMap::from([("/robots.txt".to_owned(), 1)]));
+}
+
+#[test]
+fn a_redirect_chain_stops_after_ten_hops() {
+    let site = TestSite::start(|path| {
+        match path.strip_prefix("/r/").and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) => Action::Reply(redirect(302, &format!("/r/{}", n + 1))),
+            None if path == "/" => Action::Reply(html(r#"<a href="/r/0">go</a>"#)),
+            None => Action::Reply(not_found()),
+        }
+    });
+    let doc = crawl_json(&[site.url.as_str(), "--depth", "1"]);
+    let got: Vec<String> = order(&doc).into_iter().map(|(path, _)| path).collect();
+    let mut expected = vec!["/".to_owned()];
+    expected.extend((0..=10).map(|n| format!("/r/{n}")));
+    assert_eq!(got, expected);
+    let pages = pages(&doc);
+    assert_eq!(pages["/r/10"]["error"], "too-many-redirects");
+    assert!((0..10).all(|n| pages[&format!("/r/{n}")]["error"].is_null()));
+    assert!(!site.hits().contains_key("/r/11"));
+}
+
+#[test]
 fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
     let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

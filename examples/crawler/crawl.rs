@@ -145,10 +145,9 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// Waits for fetches still running (after Ctrl-C: at most `--timeout`), then releases the pool.
-    pub fn wait(self) {
-        self.crawl.pool.shutdown(true);
-    }
+    /// Waits for fetches still running (after Ctrl-C: at most `--timeout`), then releases the pool. (Dropping a
+    /// `Finished` does the same.)
+    pub fn wait(self) {}
 }
 
 impl Drop for Finished {
@@ -230,11 +229,12 @@ impl Crawl {
 
     fn begin(self: &Arc<Self>) {
         let start = self.config.start.clone();
+        // The start origin's robots.txt is fetched before anything else, so every later check is instant.
+        let allowed = self.config.ignore_robots || self.robots.check(&start, &self.fetcher);
         {
             let mut st = self.lock();
             st.seen.insert(start.as_str().to_owned());
-            // The start origin's robots.txt is fetched before anything else, so every later check is instant.
-            if !self.config.ignore_robots && !self.robots.check(&start, &self.fetcher) {
+            if !allowed {
                 st.robots_blocked.push(start.to_string());
                 st.finished = true;
                 drop(st);
