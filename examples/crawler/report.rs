@@ -102,8 +102,8 @@ pub fn write_json(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
         pages: &outcome.pages,
         robots_blocked_urls: &outcome.robots_blocked,
     };
-    serde_json::to_writer_pretty(&mut *out, &document).map_err(io::Error::other)?;
-    writeln!(out)
+    let text = serde_json::to_string_pretty(&document).map_err(io::Error::other)?;
+    writeln!(out, "{text}")
 }
 
 fn human_bytes(bytes: u64) -> String {
