@@ -35,7 +35,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An echo server on a thread pool: each connection is a task, the queue is bounded.
 #[derive(Parser, Debug)]
-#[command(name = "echo_server", version, about)]
+#[command(name = "echo_server", version)]
 pub struct Args {
     /// Address to listen on (loopback addresses only).
     #[arg(long, default_value = "127.0.0.1:7777")]

@@ -15,7 +15,7 @@ pub const DEFAULT_DEMO_TIMEOUT: Duration = Duration::from_millis(500);
 ///
 /// With no URL it starts a built-in demo site on 127.0.0.1 and crawls that (no network needed).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "crawler", version, about, long_about = None)]
+#[command(name = "crawler", version)]
 pub struct Args {
     /// Start URL (http or https). Omit it to crawl the built-in demo site.
     pub url: Option<String>,
