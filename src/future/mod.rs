@@ -402,6 +402,41 @@ impl<T: Send + Sync + 'static> Future<T> {
     }
 }
 
+/// The producer side of a [`Future`] for executors that complete it from another thread later (the process
+/// pool). Unlike a cloned `Future`, it is not counted as a user handle, so `into_result` on the user's last handle
+/// works as soon as the outcome is published, even while the executor still holds its `Promise`.
+pub(crate) struct Promise<T> {
+    cell: Arc<dyn Cell<T>>,
+}
+
+impl<T: Send + Sync + 'static> Promise<T> {
+    /// A pending future and its uncounted producer side.
+    pub(crate) fn new() -> (Promise<T>, Future<T>) {
+        let future = Future::new();
+        (
+            Promise {
+                cell: future.cell.clone(),
+            },
+            future,
+        )
+    }
+
+    /// [`Future::set_running_or_notify_cancel`].
+    pub(crate) fn start(&self) -> Result<bool, Error> {
+        self.cell.core().try_start()
+    }
+
+    /// [`Future::set_result`] or [`Future::set_exception`].
+    pub(crate) fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
+        complete(&self.cell, outcome)
+    }
+
+    /// [`Future::cancel`].
+    pub(crate) fn cancel(&self) -> bool {
+        self::core::cancel(&self.cell)
+    }
+}
+
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
