@@ -1,0 +1,785 @@
+//! The parent's side of a process pool: the task queue, the worker table, a reader thread per worker and the
+//! manager thread that starts workers and kills the ones whose task ran past its deadline.
+//!
+//! # How a task travels
+//! `submit` encodes the argument into a ready-to-send frame and queues the job; an idle worker takes it at once
+//! (the submitting thread writes the frame), otherwise the job waits until a worker's reader thread, having read
+//! that worker's previous result, hands it the next job. Each worker runs one task at a time, so its socket has
+//! one writer at a time and the frames never interleave.
+//!
+//! # How a worker ends
+//! Its reader thread reads until end of stream (the worker exited, was killed, or was told to exit by the pool
+//! closing its half of the socket), reaps it with `waitpid`, fails the task it held (with
+//! [`Error::WorkerDied`], or [`Error::TaskTimeout`] if the manager killed it for its deadline), and asks the
+//! manager for a replacement if work is waiting. Signals are sent only under the state lock and only to workers
+//! whose reader has not started reaping them, so a pid is never signalled after it may have been recycled.
+//!
+//! The locks, condition variables and threads come from `crate::sync`, but the process and socket code is outside
+//! loom's scope: the loom build compiles this module without modelling it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::BufReader;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use super::protocol::{
+    Hello, Identity, MAGIC, ReadError, Reply, Status, VERSION, read_frame, write_frame,
+};
+use super::spawn::{describe, signal, spawn_worker};
+use crate::future::{Promise, deadline_after};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, thread, thread_local};
+use crate::{Error, Payload};
+
+/// A queued task's future, with its result type erased.
+pub(crate) trait Pending: Send {
+    /// Marks it running; `false` if it was cancelled (or set from outside) and must not be sent.
+    fn start(&self) -> bool;
+    /// Completes it from the worker's reply: decodes the result, or maps the failure to an [`Error`].
+    fn finish(&self, name: &str, status: Status, payload: &[u8]);
+    /// Fails it.
+    fn fail(&self, error: Error);
+    /// Cancels it if it is still pending.
+    fn cancel(&self);
+}
+
+/// [`Pending`] for a future of `R`.
+pub(crate) struct Typed<R>(pub(crate) Promise<R>);
+
+impl<R: Payload> Pending for Typed<R> {
+    fn start(&self) -> bool {
+        self.0.start() == Ok(true)
+    }
+
+    fn finish(&self, name: &str, status: Status, payload: &[u8]) {
+        let outcome = match status {
+            Status::Ok => postcard::from_bytes::<R>(payload).map_err(|error| {
+                Error::Serialization(format!("could not decode the result of `{name}`: {error}"))
+            }),
+            Status::Panicked(message) => Err(Error::Panicked { message }),
+            Status::UnknownTask(name) => Err(Error::UnknownTask(name)),
+            Status::Serialization(what) => Err(Error::Serialization(what)),
+            Status::TooLarge(what) => Err(Error::Protocol(what)),
+        };
+        // Fails only if the future was set from outside meanwhile; that outcome stands.
+        let _ = self.0.complete(outcome);
+    }
+
+    fn fail(&self, error: Error) {
+        let _ = self.0.complete(Err(error));
+    }
+
+    fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+/// A task waiting for a worker.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) name: &'static str,
+    /// The whole frame, ready to write.
+    pub(crate) frame: Vec<u8>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) pending: Box<dyn Pending>,
+}
+
+/// A task a worker is running.
+struct InFlight {
+    id: u64,
+    name: &'static str,
+    timeout: Option<Duration>,
+    pending: Box<dyn Pending>,
+}
+
+/// Decodes an initializer's result: `Err(reason)` if it failed.
+pub(crate) type InitCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
+/// The initializer every worker runs before its first task.
+pub(crate) struct Initializer {
+    /// Its call frame (task id 0).
+    pub(crate) frame: Vec<u8>,
+    /// Decodes its result: `Err(reason)` if it failed.
+    pub(crate) check: InitCheck,
+}
+
+/// The pool's fixed settings.
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_frame: usize,
+    pub(crate) initializer: Option<Initializer>,
+    pub(crate) exe: PathBuf,
+    pub(crate) token: String,
+    pub(crate) identity: Identity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Started; its hello has not arrived.
+    Hello,
+    /// Running the initializer.
+    Init,
+    /// Waiting for a task.
+    Idle,
+    /// Running a task.
+    Busy,
+    /// Told to exit (its socket's write half is closed); gets no more tasks.
+    Retiring,
+}
+
+/// Why the pool is ending a worker.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Its task ran past this timeout.
+    Timeout(Duration),
+    /// `terminate_workers`, `kill_workers`, or a failed write.
+    Killed,
+}
+
+struct Worker {
+    pid: u32,
+    conn: Arc<UnixStream>,
+    phase: Phase,
+    in_flight: Option<InFlight>,
+    tasks_done: usize,
+    stopping: Option<Stop>,
+    /// Its reader is reaping it: it must not be signalled any more.
+    reaping: bool,
+}
+
+struct State {
+    queue: VecDeque<Job>,
+    workers: HashMap<u64, Worker>,
+    idle: Vec<u64>,
+    /// Workers the manager is asked to start.
+    pending_spawns: usize,
+    /// Workers the manager is starting now.
+    spawning: usize,
+    closed: bool,
+    broken: Option<Error>,
+    /// (deadline, worker, task id) of running tasks with a timeout; stale entries are skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    next_worker: u64,
+    /// The manager and reader threads that have not finished their work.
+    threads_running: usize,
+}
+
+/// What the pool's handles, its manager and its readers share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Wakes the manager: a spawn is wanted, a deadline was added, or the pool may be done.
+    wake: Condvar,
+    /// Signalled when a worker is gone or a pool thread finished.
+    changed: Condvar,
+    next_job: AtomicUsize,
+    pub(crate) config: Config,
+}
+
+thread_local! {
+    /// The pool (by the address of its shared state) whose manager or reader this thread is; 0 for others.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
+    static CURRENT_POOL: std::cell::Cell<usize> = std::cell::Cell::new(0);
+}
+
+/// A frame to write to a worker once the state lock is released.
+type Outgoing = Option<(u64, Arc<UnixStream>, Vec<u8>)>;
+
+impl Shared {
+    /// A pool with no workers yet; starts its manager thread.
+    pub(crate) fn start(config: Config) -> Result<Arc<Shared>, Error> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                workers: HashMap::new(),
+                idle: Vec::new(),
+                pending_spawns: 0,
+                spawning: 0,
+                closed: false,
+                broken: None,
+                deadlines: BinaryHeap::new(),
+                next_worker: 0,
+                threads_running: 1,
+            }),
+            wake: Condvar::new(),
+            changed: Condvar::new(),
+            next_job: AtomicUsize::new(1),
+            config,
+        });
+        let manager = shared.clone();
+        thread::spawn_named("process-pool-manager".into(), move || manager.manage()).map_err(
+            |error| Error::Broken {
+                reason: format!("could not start the process pool's manager thread: {error}"),
+            },
+        )?;
+        Ok(shared)
+    }
+
+    /// A fresh task id (0 is the initializer's).
+    pub(crate) fn next_job_id(&self) -> u64 {
+        // ORDERING: Relaxed: only uniqueness matters; the id travels with the job under the state lock.
+        self.next_job.fetch_add(1, Ordering::Relaxed) as u64
+    }
+
+    fn is_own_thread(&self) -> bool {
+        CURRENT_POOL.with(|current| current.get() == self as *const Shared as usize)
+    }
+
+    /// Queues `job`, handing it to an idle worker if there is one.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        if let Some(error) = &state.broken {
+            return Err(error.clone());
+        }
+        if state.closed {
+            return Err(Error::Shutdown);
+        }
+        state.queue.push_back(job);
+        let send = match state.idle.pop() {
+            Some(key) => self.dispatch(&mut state, key),
+            None => {
+                self.ensure_capacity(&mut state);
+                None
+            }
+        };
+        drop(state);
+        self.send(send);
+        Ok(())
+    }
+
+    /// Gives worker `key` (ready for work) the next live job, or lets it idle, or retires it once the pool is
+    /// closed and drained. Returns the frame to write.
+    fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
+        while let Some(job) = state.queue.pop_front() {
+            if !job.pending.start() {
+                continue;
+            }
+            let Some(worker) = state.workers.get_mut(&key) else {
+                // Cannot happen: only the worker's reader removes it. Keep the job for another worker.
+                state.queue.push_front(job);
+                return None;
+            };
+            worker.phase = Phase::Busy;
+            let conn = worker.conn.clone();
+            worker.in_flight = Some(InFlight {
+                id: job.id,
+                name: job.name,
+                timeout: job.timeout,
+                pending: job.pending,
+            });
+            if let Some(timeout) = job.timeout {
+                self.add_deadline(state, deadline_after(timeout), key, job.id);
+            }
+            return Some((key, conn, job.frame));
+        }
+        if state.closed {
+            Self::retire(state, key);
+        } else if let Some(worker) = state.workers.get_mut(&key) {
+            worker.phase = Phase::Idle;
+            state.idle.push(key);
+        }
+        None
+    }
+
+    fn add_deadline(&self, state: &mut State, deadline: Instant, key: u64, id: u64) {
+        if state.deadlines.len() > 64 + 4 * state.workers.len() {
+            // Drop the entries of tasks that already finished.
+            let workers = &state.workers;
+            state.deadlines.retain(|Reverse((_, key, id))| {
+                workers
+                    .get(key)
+                    .and_then(|w| w.in_flight.as_ref())
+                    .is_some_and(|task| task.id == *id)
+            });
+        }
+        state.deadlines.push(Reverse((deadline, key, id)));
+        self.wake.notify_one();
+    }
+
+    /// Writes a frame to a worker; a worker that cannot take it is killed, so its reader fails its task.
+    fn send(&self, send: Outgoing) {
+        let Some((key, conn, frame)) = send else {
+            return;
+        };
+        if write_frame(&*conn, &frame).is_err() {
+            let mut state = self.state.lock();
+            if let Some(worker) = state.workers.get_mut(&key)
+                && !worker.reaping
+            {
+                worker.stopping.get_or_insert(Stop::Killed);
+                signal(worker.pid, Signal::KILL);
+            }
+        }
+    }
+
+    /// Tells worker `key` to exit: it gets no more work and sees end of stream.
+    fn retire(state: &mut State, key: u64) {
+        if let Some(worker) = state.workers.get_mut(&key) {
+            worker.phase = Phase::Retiring;
+            // Fails only if the worker is already gone; its reader sees that too.
+            let _ = worker.conn.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Asks the manager for workers if jobs wait and fewer than `max_workers` are alive or starting.
+    fn ensure_capacity(&self, state: &mut State) {
+        let starting = state.pending_spawns + state.spawning;
+        let mut ready_soon = starting;
+        let mut capacity = starting;
+        for worker in state.workers.values() {
+            if matches!(worker.phase, Phase::Hello | Phase::Init) {
+                ready_soon += 1;
+            }
+            if worker.phase != Phase::Retiring && worker.stopping.is_none() {
+                capacity += 1;
+            }
+        }
+        let want = state
+            .queue
+            .len()
+            .saturating_sub(ready_soon)
+            .min(self.config.max_workers.saturating_sub(capacity));
+        if want > 0 {
+            state.pending_spawns += want;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Marks the pool broken: later submits fail with `error`, and so does every queued job (returned, to be
+    /// failed once the lock is released). Idle workers are told to exit.
+    fn break_pool(&self, state: &mut State, error: Error) -> (Vec<Job>, Error) {
+        let error = state.broken.get_or_insert(error).clone();
+        state.closed = true;
+        state.pending_spawns = 0;
+        for key in std::mem::take(&mut state.idle) {
+            Self::retire(state, key);
+        }
+        self.wake.notify_one();
+        (state.queue.drain(..).collect(), error)
+    }
+
+    /// Stops accepting work; with `cancel`, cancels what is queued. Workers exit once the queue is drained.
+    pub(crate) fn close(&self, cancel: bool) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        let cancelled: Vec<Job> = if cancel {
+            state.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        if state.queue.is_empty() {
+            state.pending_spawns = 0;
+            for key in std::mem::take(&mut state.idle) {
+                Self::retire(&mut state, key);
+            }
+        }
+        self.wake.notify_one();
+        drop(state);
+        for job in cancelled {
+            job.pending.cancel();
+        }
+    }
+
+    /// Sends `sig` to every live worker (after `close(true)`): their running tasks fail with
+    /// [`Error::WorkerDied`].
+    pub(crate) fn signal_all(&self, sig: Signal) {
+        let mut state = self.state.lock();
+        for worker in state.workers.values_mut() {
+            if !worker.reaping {
+                worker.stopping.get_or_insert(Stop::Killed);
+                signal(worker.pid, sig);
+            }
+        }
+    }
+
+    /// Waits until the manager and every reader are done (every worker reaped, every task's future settled).
+    /// On one of the pool's own threads (a done-callback calling `shutdown`) it returns at once instead of
+    /// waiting for itself.
+    pub(crate) fn join(&self) {
+        if self.is_own_thread() {
+            return;
+        }
+        let mut state = self.state.lock();
+        while state.threads_running > 0 {
+            self.changed.wait(&mut state);
+        }
+    }
+
+    /// The pids of the live workers, in increasing order.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let state = self.state.lock();
+        let mut pids: Vec<u32> = state
+            .workers
+            .values()
+            .filter(|w| !w.reaping)
+            .map(|w| w.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Whether the pool accepts no more work.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// The manager thread: starts workers on request and kills those whose task passed its deadline; exits once
+    /// the pool is closed and every worker is gone.
+    fn manage(self: Arc<Self>) {
+        CURRENT_POOL.with(|current| current.set(Arc::as_ptr(&self) as usize));
+        let mut state = self.state.lock();
+        loop {
+            if state.pending_spawns > 0 {
+                state.pending_spawns -= 1;
+                state.spawning += 1;
+                drop(state);
+                let spawned =
+                    spawn_worker(&self.config.exe, &self.config.token, self.config.max_frame);
+                state = self.state.lock();
+                state.spawning -= 1;
+                match spawned {
+                    Ok(spawned) => state = self.add_worker(state, spawned.child, spawned.conn),
+                    Err(error) => {
+                        state = self.spawn_failed(
+                            state,
+                            format!("could not start a worker process: {error}"),
+                        );
+                    }
+                }
+                continue;
+            }
+            let now = Instant::now();
+            while let Some(&Reverse((deadline, key, id))) = state.deadlines.peek() {
+                if deadline > now {
+                    break;
+                }
+                state.deadlines.pop();
+                if let Some(worker) = state.workers.get_mut(&key)
+                    && !worker.reaping
+                    && worker.stopping.is_none()
+                    && let Some(task) = &worker.in_flight
+                    && task.id == id
+                {
+                    worker.stopping = Some(Stop::Timeout(task.timeout.unwrap_or_default()));
+                    signal(worker.pid, Signal::KILL);
+                }
+            }
+            if state.closed
+                && state.queue.is_empty()
+                && state.workers.is_empty()
+                && state.pending_spawns == 0
+                && state.spawning == 0
+            {
+                state.threads_running -= 1;
+                self.changed.notify_all();
+                return;
+            }
+            match state.deadlines.peek() {
+                Some(&Reverse((deadline, _, _))) => {
+                    self.wake.wait_until(&mut state, deadline);
+                }
+                None => self.wake.wait(&mut state),
+            }
+        }
+    }
+
+    /// Records a started worker and starts its reader thread.
+    fn add_worker<'a>(
+        self: &'a Arc<Self>,
+        mut state: MutexGuard<'a, State>,
+        child: Child,
+        conn: UnixStream,
+    ) -> MutexGuard<'a, State> {
+        let pid = child.id();
+        let key = state.next_worker;
+        state.next_worker += 1;
+        let conn = Arc::new(conn);
+        state.workers.insert(
+            key,
+            Worker {
+                pid,
+                conn: conn.clone(),
+                phase: Phase::Hello,
+                in_flight: None,
+                tasks_done: 0,
+                stopping: None,
+                reaping: false,
+            },
+        );
+        state.threads_running += 1;
+        let shared = self.clone();
+        let started = thread::spawn_named(format!("process-pool-reader-{pid}"), move || {
+            shared.read(key, child, conn)
+        });
+        if let Err(error) = started {
+            // Nobody can talk to this worker: end it and reap it here.
+            state.threads_running -= 1;
+            state.workers.remove(&key);
+            signal(pid, Signal::KILL);
+            if let Some(raw) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::empty());
+            }
+            state = self.spawn_failed(state, format!("could not start a reader thread: {error}"));
+        }
+        state
+    }
+
+    /// A worker could not be started: with no worker left to run the queue, the pool is broken.
+    fn spawn_failed<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        reason: String,
+    ) -> MutexGuard<'a, State> {
+        log::error!(target: "concurrent_futures", "{reason}");
+        if state.workers.is_empty() && state.spawning == 0 {
+            let (jobs, error) = self.break_pool(&mut state, Error::Broken { reason });
+            drop(state);
+            for job in jobs {
+                job.pending.fail(error.clone());
+            }
+            state = self.state.lock();
+        }
+        state
+    }
+
+    /// A worker's reader thread: handles its frames until it ends, then reaps it and settles its task.
+    fn read(self: Arc<Self>, key: u64, mut child: Child, conn: Arc<UnixStream>) {
+        CURRENT_POOL.with(|current| current.set(Arc::as_ptr(&self) as usize));
+        let pid = child.id();
+        let mut input = BufReader::with_capacity(64 * 1024, &*conn);
+        let fault = loop {
+            match read_frame(&mut input, self.config.max_frame) {
+                Ok(body) => {
+                    if let Err(error) = self.on_frame(key, pid, &body) {
+                        break Some(error);
+                    }
+                }
+                Err(ReadError::Eof) => break None,
+                Err(ReadError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    break None;
+                }
+                Err(error) => {
+                    break Some(Error::Protocol(format!(
+                        "could not read from worker process {pid}: {error}"
+                    )));
+                }
+            }
+        };
+        {
+            let mut state = self.state.lock();
+            if let Some(worker) = state.workers.get_mut(&key) {
+                if fault.is_some() {
+                    signal(pid, Signal::KILL);
+                }
+                worker.reaping = true;
+            }
+        }
+        let reason = match child.wait() {
+            Ok(status) => describe(status),
+            Err(error) => format!("could not be waited for: {error}"),
+        };
+        let mut state = self.state.lock();
+        let mut failed: Vec<(Box<dyn Pending>, Error)> = Vec::new();
+        if let Some(mut worker) = state.workers.remove(&key) {
+            state.idle.retain(|k| *k != key);
+            if let Some(task) = worker.in_flight.take() {
+                let error = match (&fault, worker.stopping) {
+                    (Some(fault), _) => fault.clone(),
+                    (None, Some(Stop::Timeout(timeout))) => Error::TaskTimeout { timeout },
+                    (None, _) => Error::WorkerDied {
+                        pid,
+                        reason: reason.clone(),
+                    },
+                };
+                failed.push((task.pending, error));
+            }
+            if matches!(worker.phase, Phase::Hello | Phase::Init) && !state.closed {
+                let what = if worker.phase == Phase::Hello {
+                    "before it was ready"
+                } else {
+                    "while running the initializer"
+                };
+                let (jobs, error) = self.break_pool(
+                    &mut state,
+                    Error::Broken {
+                        reason: format!("worker process {pid} ended {what}: {reason}"),
+                    },
+                );
+                failed.extend(jobs.into_iter().map(|job| (job.pending, error.clone())));
+            }
+        }
+        self.ensure_capacity(&mut state);
+        self.wake.notify_one();
+        self.changed.notify_all();
+        drop(state);
+        for (pending, error) in failed {
+            pending.fail(error);
+        }
+        let mut state = self.state.lock();
+        state.threads_running -= 1;
+        self.changed.notify_all();
+        self.wake.notify_one();
+    }
+
+    /// Handles one frame from worker `key`. An error means the worker broke the protocol and must be ended;
+    /// the error goes to the task it held.
+    fn on_frame(&self, key: u64, pid: u32, body: &[u8]) -> Result<(), Error> {
+        let (reply, payload) = postcard::take_from_bytes::<Reply>(body).map_err(|error| {
+            Error::Protocol(format!(
+                "worker process {pid} sent a malformed frame: {error}"
+            ))
+        })?;
+        let mut state = self.state.lock();
+        let Some(worker) = state.workers.get_mut(&key) else {
+            return Err(Error::Protocol(format!("worker process {pid} is unknown")));
+        };
+        let phase = worker.phase;
+        match reply {
+            Reply::Hello(hello) => {
+                if phase != Phase::Hello {
+                    return Err(Error::Protocol(format!(
+                        "worker process {pid} said hello twice"
+                    )));
+                }
+                if let Err(reason) = self.check_hello(&hello, pid) {
+                    let (jobs, error) = self.break_pool(&mut state, Error::Protocol(reason));
+                    drop(state);
+                    for job in jobs {
+                        job.pending.fail(error.clone());
+                    }
+                    return Err(error);
+                }
+                let wanted = !state.closed || !state.queue.is_empty();
+                let send = match &self.config.initializer {
+                    Some(init) if wanted => state.workers.get_mut(&key).map(|worker| {
+                        worker.phase = Phase::Init;
+                        (key, worker.conn.clone(), init.frame.clone())
+                    }),
+                    _ => self.dispatch(&mut state, key),
+                };
+                drop(state);
+                self.send(send);
+                Ok(())
+            }
+            Reply::Done { id, status } => {
+                if worker.phase == Phase::Init && id == 0 {
+                    let outcome = match status {
+                        Status::Ok => self
+                            .config
+                            .initializer
+                            .as_ref()
+                            .map_or(Ok(()), |init| (init.check)(payload)),
+                        Status::Panicked(message) => Err(format!("it panicked: {message}")),
+                        Status::UnknownTask(name) => {
+                            Err(format!("no task named `{name}` is registered"))
+                        }
+                        Status::Serialization(what) | Status::TooLarge(what) => Err(what),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            let send = self.dispatch(&mut state, key);
+                            drop(state);
+                            self.send(send);
+                        }
+                        Err(reason) => {
+                            let reason =
+                                format!("the initializer failed in worker process {pid}: {reason}");
+                            log::error!(target: "concurrent_futures", "{reason}");
+                            Self::retire(&mut state, key);
+                            let (jobs, error) =
+                                self.break_pool(&mut state, Error::Broken { reason });
+                            drop(state);
+                            for job in jobs {
+                                job.pending.fail(error.clone());
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+                let matches = worker.phase == Phase::Busy
+                    && worker.in_flight.as_ref().is_some_and(|task| task.id == id);
+                if !matches {
+                    return Err(Error::Protocol(format!(
+                        "worker process {pid} answered task {id}, which it was not running"
+                    )));
+                }
+                let task = worker.in_flight.take();
+                worker.tasks_done += 1;
+                let send = if worker.stopping.is_some() {
+                    // Being killed: it gets no more work.
+                    None
+                } else if self
+                    .config
+                    .max_tasks_per_child
+                    .is_some_and(|max| worker.tasks_done >= max)
+                {
+                    Self::retire(&mut state, key);
+                    self.ensure_capacity(&mut state);
+                    None
+                } else {
+                    self.dispatch(&mut state, key)
+                };
+                drop(state);
+                self.send(send);
+                if let Some(task) = task {
+                    task.pending.finish(task.name, status, payload);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks a worker's hello: our protocol, our token, our build.
+    fn check_hello(&self, hello: &Hello, pid: u32) -> Result<(), String> {
+        if hello.magic != MAGIC || hello.version != VERSION {
+            return Err(format!(
+                "worker process {pid} speaks protocol version {}, this pool speaks version {VERSION}",
+                hello.version
+            ));
+        }
+        if let Some(error) = &hello.registry_error {
+            return Err(format!(
+                "the task registry of worker process {pid} is unusable: {error}"
+            ));
+        }
+        if hello.token != self.config.token {
+            return Err(format!(
+                "worker process {pid} did not present this pool's token"
+            ));
+        }
+        if hello.identity != self.config.identity {
+            return Err(format!(
+                "worker process {pid} runs a different build of the program than this process \
+                 (worker: {}; this process: {}); was the executable rebuilt, or does `main` register \
+                 different tasks in workers?",
+                hello.identity, self.config.identity
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A random token for one pool: `RandomState`'s per-process random keys, the time and the pid.
+pub(crate) fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut words = [0u64; 2];
+    for (i, word) in words.iter_mut().enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(i);
+        hasher.write_u32(std::process::id());
+        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            hasher.write_u128(now.as_nanos());
+        }
+        *word = hasher.finish();
+    }
+    format!("{:016x}{:016x}", words[0], words[1])
+}
