@@ -684,6 +684,43 @@ fn scenario_mismatch() {
     }
 }
 
+/// The parent is SIGKILLed while its worker runs a task: the worker must not outlive it (on Linux the pool sets
+/// `PR_SET_PDEATHSIG`). The worker holds a connection to this test; its end of stream is the worker's death.
+#[cfg(target_os = "linux")]
+fn workers_die_with_their_parent() {
+    let rendezvous = Rendezvous::new();
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario-orphan", &rendezvous.path()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the parent scenario");
+    let (mut connection, worker) = rendezvous.accept();
+    assert_ne!(worker, parent.id());
+    parent.kill().expect("kill the parent");
+    parent.wait().expect("reap the parent");
+    // A guard against hanging if the worker survives, not a synchronisation.
+    connection
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    match connection.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(error) => panic!("worker {worker} outlived its parent ({error})"),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn workers_die_with_their_parent() {}
+
+fn scenario_orphan(path: String) {
+    let pool = pool(1);
+    let _task = pool.submit(report_and_block, path).unwrap();
+    // Wait to be killed by the test (stdin is a pipe the test never writes to).
+    let mut buf = [0u8; 1];
+    let _ = std::io::stdin().read(&mut buf);
+    std::process::exit(0);
+}
+
 fn async_await_a_process_future() {
     let pool = pool(1);
     let future = pool.submit(square, 9).unwrap();
@@ -773,6 +810,10 @@ const TESTS: &[(&str, fn())] = &[
         "build_mismatch_is_a_protocol_error",
         build_mismatch_is_a_protocol_error,
     ),
+    (
+        "workers_die_with_their_parent",
+        workers_die_with_their_parent,
+    ),
     ("async_await_a_process_future", async_await_a_process_future),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
 ];
@@ -810,6 +851,10 @@ fn main() {
 
     if mismatch {
         scenario_mismatch();
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--scenario-orphan") {
+        scenario_orphan(args.get(at + 1).cloned().unwrap_or_default());
         return;
     }
     if args.iter().any(|a| a == "--scenario-print") {
