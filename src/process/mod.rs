@@ -420,6 +420,7 @@ impl ProcessPoolExecutor {
             frame,
             timeout,
             pending: Box::new(Typed(promise)),
+            started: false,
         })?;
         Ok(future)
     }

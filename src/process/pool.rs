@@ -87,6 +87,8 @@ pub(crate) struct Job {
     pub(crate) frame: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) pending: Box<dyn Pending>,
+    /// Already marked running: it was handed to a worker that could not take it, and waits for another.
+    pub(crate) started: bool,
 }
 
 /// A task a worker is running.
@@ -257,7 +259,7 @@ impl Shared {
     /// closed and drained. Returns the frame to write.
     fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
         while let Some(job) = state.queue.pop_front() {
-            if !job.pending.start() {
+            if !job.started && !job.pending.start() {
                 continue;
             }
             let Some(worker) = state.workers.get_mut(&key) else {
@@ -302,20 +304,43 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Writes a frame to a worker; a worker that cannot take it is killed, so its reader fails its task.
+    /// Writes a frame to a worker. A worker that cannot take it is killed (its reader reaps it), and the task,
+    /// which it cannot have received whole, goes back to the front of the queue for another worker.
     fn send(&self, send: Outgoing) {
         let Some((key, conn, frame)) = send else {
             return;
         };
-        if write_frame(&*conn, &frame).is_err() {
-            let mut state = self.state.lock();
-            if let Some(worker) = state.workers.get_mut(&key)
-                && !worker.reaping
-            {
-                worker.stopping.get_or_insert(Stop::Killed);
-                signal(worker.pid, Signal::KILL);
-            }
+        if write_frame(&*conn, &frame).is_ok() {
+            return;
         }
+        let mut state = self.state.lock();
+        let Some(worker) = state.workers.get_mut(&key) else {
+            return;
+        };
+        if !worker.reaping {
+            signal(worker.pid, Signal::KILL);
+        }
+        worker.stopping.get_or_insert(Stop::Killed);
+        let Some(task) = worker.in_flight.take() else {
+            return;
+        };
+        state.queue.push_front(Job {
+            id: task.id,
+            name: task.name,
+            frame,
+            timeout: task.timeout,
+            pending: task.pending,
+            started: true,
+        });
+        let retry = match state.idle.pop() {
+            Some(key) => self.dispatch(&mut state, key),
+            None => {
+                self.ensure_capacity(&mut state);
+                None
+            }
+        };
+        drop(state);
+        self.send(retry);
     }
 
     /// Tells worker `key` to exit: it gets no more work and sees end of stream.
@@ -382,7 +407,12 @@ impl Shared {
         self.wake.notify_one();
         drop(state);
         for job in cancelled {
-            job.pending.cancel();
+            if job.started {
+                // Marked running when a dying worker could not take it; it never ran.
+                job.pending.fail(Error::Cancelled);
+            } else {
+                job.pending.cancel();
+            }
         }
     }
 
