@@ -112,6 +112,24 @@ fn bad_result(_: ()) -> Undecodable {
     Undecodable
 }
 
+/// Writes a bad frame on this worker's own protocol socket (found through the pool's environment variable), as
+/// a corrupted or foreign worker would: 0, an undecodable body; 1, an oversized length; 2, a reply to a task it
+/// was never given.
+fn corrupt_protocol(kind: u8) {
+    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+    let frame: Vec<u8> = match kind {
+        0 => vec![3, 0, 0, 0, 0xff, 0xff, 0xff],
+        1 => vec![0xf0, 0xff, 0xff, 0xff],
+        _ => vec![3, 0, 0, 0, 1, 99, 0],
+    };
+    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
+    // it is only borrowed for this write.
+    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::write(socket, &frame).expect("write to the protocol socket");
+    // The real reply follows the bad frame; the pool never reads that far.
+}
+
 fn not_registered(x: u32) -> u32 {
     x
 }
@@ -620,6 +638,24 @@ fn oversized_frames_are_protocol_errors() {
     );
 }
 
+fn malformed_frames_from_a_worker_are_protocol_errors() {
+    let pool = pool(1);
+    let expected = ["malformed frame", "maximum frame size", "not running"];
+    for (kind, what) in (0u8..).zip(expected) {
+        match pool
+            .submit(corrupt_protocol, kind)
+            .unwrap()
+            .result_timeout(LONG)
+        {
+            Err(Error::Protocol(message)) => assert!(message.contains(what), "{message}"),
+            other => panic!("expected Protocol, got {other:?}"),
+        }
+        assert_eq!(result(&pool.submit(square, 6).unwrap()), Ok(36));
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 /// Runs this test binary with `args` and returns its stdout.
 fn run_self(args: &[&str]) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
@@ -805,6 +841,10 @@ const TESTS: &[(&str, fn())] = &[
         "oversized_frames_are_protocol_errors",
         oversized_frames_are_protocol_errors,
     ),
+    (
+        "malformed_frames_from_a_worker_are_protocol_errors",
+        malformed_frames_from_a_worker_are_protocol_errors,
+    ),
     ("worker_prints_reach_stdout", worker_prints_reach_stdout),
     (
         "build_mismatch_is_a_protocol_error",
@@ -841,7 +881,8 @@ fn main() {
         .register(init_ok)
         .register(init_fail)
         .register(read_init)
-        .register(bad_result);
+        .register(bad_result)
+        .register(corrupt_protocol);
     let registry = if mismatch {
         registry.register(only_in_parent)
     } else {

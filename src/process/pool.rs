@@ -258,6 +258,10 @@ impl Shared {
     /// Gives worker `key` (ready for work) the next live job, or lets it idle, or retires it once the pool is
     /// closed and drained. Returns the frame to write.
     fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
+        if state.workers.get(&key).is_none_or(|w| w.stopping.is_some()) {
+            // Being killed (or gone): it takes nothing more.
+            return None;
+        }
         while let Some(job) = state.queue.pop_front() {
             if !job.started && !job.pending.start() {
                 continue;
