@@ -56,3 +56,8 @@ pub use crate::{
     thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor},
     wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait},
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -392,8 +392,10 @@ fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
 
 /// A job in a pool's queue: the task cell, type-erased.
 pub(crate) trait Runnable: Send + Sync {
-    /// Runs the job if its future is still pending, and completes the future.
-    fn run(self: Arc<Self>);
+    /// Runs the job if its future is still pending, and completes the future. `body_done` is called after the
+    /// job's closure returned and before its outcome is published (a worker uses it to count itself idle before
+    /// anyone can see the task finished); it is not called for a job that does not run.
+    fn run(self: Arc<Self>, body_done: &dyn Fn());
     /// Cancels the job's future if it has not started.
     fn cancel(self: Arc<Self>);
     /// Fails the job's future with `error` if it has not started.
@@ -450,7 +452,7 @@ where
     T: Send + Sync + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    fn run(self: Arc<Self>) {
+    fn run(self: Arc<Self>, body_done: &dyn Fn()) {
         if self.core.try_start() != Ok(true) {
             return;
         }
@@ -460,6 +462,7 @@ where
         });
         let Some(job) = job else { return };
         let outcome = unwind::run_task(job);
+        body_done();
         let cell: Arc<dyn Cell<T>> = self;
         // Fails only if someone set the result from outside while it ran; theirs stands, as in Python.
         let _ = complete(&cell, outcome);

@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     max_workers: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
-    /// Threads about to block on an empty queue and not yet claimed by a submit (Python's idle semaphore).
+    /// Threads between finishing a task and taking the next one (what Python's idle semaphore approximates).
     idle: AtomicUsize,
     /// Threads started so far (mirrors `workers.started`, read without the lock on the fast path).
     started: AtomicUsize,
@@ -67,10 +67,8 @@ impl Shared {
         if gate.closed {
             return Err(self.refusal());
         }
-        if self.started.load(Ordering::Acquire) == 0 {
-            // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
-            self.start_worker(true)?;
-        }
+        // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
+        let first = self.started.load(Ordering::Acquire) == 0 && self.start_worker(true)?;
         let pushed = if block {
             self.queue.push(job).map_err(|_| self.refusal())
         } else {
@@ -80,23 +78,25 @@ impl Shared {
             })
         };
         pushed?;
-        self.adjust_thread_count();
+        if !first {
+            self.adjust_thread_count();
+        }
         drop(gate);
         Ok(())
     }
 
-    /// After a push: wake an idle thread if there is one, else start a thread if under `max_workers`.
+    /// After a push: start a thread if more tasks are queued than threads are idle, up to `max_workers`.
+    /// An idle thread is thus reused before a new one starts; every queued task has a thread that will take it,
+    /// because at least one thread exists and threads only exit once the queue is closed and drained.
     fn adjust_thread_count(self: &Arc<Self>) {
-        // ORDERING: AcqRel: claims one idle thread's advertisement (see `worker::run`); a hint only.
-        if self
-            .idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return;
-        }
         // ORDERING: Acquire pairs with the Release store in `start_worker`; a stale read only costs a lock.
         if self.started.load(Ordering::Acquire) >= self.max_workers {
+            return;
+        }
+        // Idle first: a thread that takes a job lowers both counts, so this order never over-counts idle threads.
+        // ORDERING: Relaxed: a hint (see `worker::run`).
+        let idle = self.idle.load(Ordering::Relaxed);
+        if self.queue.len() <= idle {
             return;
         }
         if let Err(error) = self.start_worker(false) {
@@ -105,11 +105,12 @@ impl Shared {
         }
     }
 
-    /// Starts one more worker if under `max_workers` (or, with `first`, only if none was started yet).
-    fn start_worker(self: &Arc<Self>, first: bool) -> Result<(), Error> {
+    /// Starts one more worker if under `max_workers` (or, with `first`, only if none was started yet); `true` if
+    /// it started one.
+    fn start_worker(self: &Arc<Self>, first: bool) -> Result<bool, Error> {
         let mut workers = self.workers.lock();
         if workers.started >= self.max_workers || (first && workers.started > 0) {
-            return Ok(());
+            return Ok(false);
         }
         let name = format!("{}_{}", self.thread_name_prefix, workers.started);
         let shared = self.clone();
@@ -120,7 +121,7 @@ impl Shared {
                 workers.threads.push(handle);
                 // ORDERING: Release pairs with the Acquire loads on the submit path.
                 self.started.store(workers.started, Ordering::Release);
-                Ok(())
+                Ok(true)
             }
             Err(error) => Err(Error::Broken {
                 reason: format!("could not start a worker thread: {error}"),

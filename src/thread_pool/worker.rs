@@ -40,26 +40,35 @@ pub(super) fn run(shared: Arc<Shared>) {
             return;
         }
     }
+    // Whether this thread is counted in `shared.idle`. A worker counts itself idle from the moment its task's
+    // body returns (before the result is published, so a caller that saw the result and submits again finds it
+    // idle) until it holds its next job.
+    let idle = Cell::new(false);
+    let set_idle = |now: bool| {
+        if idle.replace(now) != now {
+            // ORDERING: Relaxed: the idle count only steers how many threads to start; no data is published
+            // through it, and a stale read costs at most one extra (bounded) thread or a short queue wait.
+            if now {
+                shared.idle.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.idle.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    };
     loop {
         let job = match shared.queue.try_pop() {
             Some(job) => job,
             None => {
-                // Advertise this thread as idle, so that a submit wakes it instead of starting a new thread.
-                // ORDERING: AcqRel on the idle count: it is a hint about how many threads are about to block;
-                // correctness never depends on it (a blocked pop is woken by any push).
-                shared.idle.fetch_add(1, Ordering::AcqRel);
-                let job = shared.queue.pop();
-                // Take the advertisement back unless a submitter already consumed it.
-                let _ = shared
-                    .idle
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-                match job {
+                set_idle(true);
+                match shared.queue.pop() {
                     Some(job) => job,
                     None => break,
                 }
             }
         };
-        job.run();
+        set_idle(false);
+        job.run(&|| set_idle(true));
     }
+    set_idle(false);
     shared.worker_exited();
 }
