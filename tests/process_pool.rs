@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use concurrent_futures::{
     Error, Executor, Future, MapOptions, ProcessPoolExecutor, Registry, ReturnWhen,
     ThreadPoolExecutor, as_completed, wait,
@@ -279,6 +281,11 @@ fn generic_work_on_thread_pool() {
 
 fn generic_work_on_process_pool() {
     work(&pool(2));
+}
+
+/// The shared generic program of `tests/common` (the one `executor_generic.rs` runs on the thread pool).
+fn shared_generic_work_on_process_pool() {
+    common::generic::work(&pool(2)).unwrap();
 }
 
 fn map_10000_in_order_with_chunk_sizes() {
@@ -774,6 +781,10 @@ const TESTS: &[(&str, fn())] = &[
     ("generic_work_on_thread_pool", generic_work_on_thread_pool),
     ("generic_work_on_process_pool", generic_work_on_process_pool),
     (
+        "shared_generic_work_on_process_pool",
+        shared_generic_work_on_process_pool,
+    ),
+    (
         "map_10000_in_order_with_chunk_sizes",
         map_10000_in_order_with_chunk_sizes,
     ),
@@ -882,7 +893,10 @@ fn main() {
         .register(init_fail)
         .register(read_init)
         .register(bad_result)
-        .register(corrupt_protocol);
+        .register(corrupt_protocol)
+        .register(common::generic::square)
+        .register(common::generic::describe)
+        .register(common::generic::fail);
     let registry = if mismatch {
         registry.register(only_in_parent)
     } else {
