@@ -56,6 +56,13 @@ fn default_max_workers() -> usize {
 /// `ProcessPoolExecutor` is a cheap handle: clones share one pool. Dropping the last handle is
 /// `shutdown(true)`.
 ///
+/// # Under `cargo test`
+/// Workers re-run the test executable, so it needs the worker-mode line too: make the integration test that
+/// uses a process pool a `harness = false` test (`[[test]] name = "..." harness = false` in `Cargo.toml`) whose
+/// own `main` calls [`process_main!`](crate::process_main) first and then runs its cases, as this crate's
+/// `tests/process_pool.rs` does. A libtest `#[test]` function cannot host a pool: its workers would start the
+/// whole test harness again instead of serving tasks.
+///
 /// ```no_run
 /// use concurrent_futures::{Error, ProcessPoolExecutor};
 ///
