@@ -764,6 +764,71 @@ fn scenario_orphan(path: String) {
     std::process::exit(0);
 }
 
+/// An invitation that does not name this process's parent (inherited by accident, or typed by hand) never
+/// enters worker mode: the program runs normally.
+fn stray_invitation_does_not_enter_worker_mode() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .arg("--scenario-print")
+        .env("CONCURRENT_FUTURES_WORKER", "1:3:1048576:0123456789abcdef")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("print scenario: [0, 1, 2]"), "{stdout}");
+}
+
+/// Speaks the wire protocol by hand to a worker started like the pool starts one: it says hello first, and
+/// answers a call of an unknown name with `UnknownTask` (the pool itself refuses such a submit earlier).
+fn worker_answers_unknown_names_with_unknown_task() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let fd = theirs.as_raw_fd();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env(
+        "CONCURRENT_FUTURES_WORKER",
+        format!("{}:{fd}:1048576:test-token", std::process::id()),
+    );
+    // SAFETY: runs in the forked child before exec and only calls fcntl (async-signal-safe, no allocation) on
+    // an fd that is open there, because `theirs` is alive in the parent until `spawn` returns.
+    unsafe {
+        command.pre_exec(move || {
+            let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+            rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("start a worker by hand");
+    drop(theirs);
+
+    let read_frame = |stream: &mut UnixStream| -> Vec<u8> {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).expect("a frame");
+        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+        stream.read_exact(&mut body).expect("a frame body");
+        body
+    };
+    let hello = read_frame(&mut ours);
+    assert_eq!(hello[0], 0, "the first frame is a hello");
+    assert_eq!(&hello[1..9], b"cfpool\0\x01", "with the protocol's magic");
+
+    // Call { id: 5, name: "nope", chunk: false }, and an empty argument.
+    let call = [5, 4, b'n', b'o', b'p', b'e', 0];
+    let mut frame = (call.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&call);
+    ours.write_all(&frame).unwrap();
+    // Done { id: 5, status: UnknownTask("nope") }
+    assert_eq!(read_frame(&mut ours), [1, 5, 2, 4, b'n', b'o', b'p', b'e']);
+
+    drop(ours);
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the worker exits cleanly at end of stream: {status}"
+    );
+}
+
 fn async_await_a_process_future() {
     let pool = pool(1);
     let future = pool.submit(square, 9).unwrap();
@@ -864,6 +929,14 @@ const TESTS: &[(&str, fn())] = &[
     (
         "workers_die_with_their_parent",
         workers_die_with_their_parent,
+    ),
+    (
+        "stray_invitation_does_not_enter_worker_mode",
+        stray_invitation_does_not_enter_worker_mode,
+    ),
+    (
+        "worker_answers_unknown_names_with_unknown_task",
+        worker_answers_unknown_names_with_unknown_task,
     ),
     ("async_await_a_process_future", async_await_a_process_future),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
