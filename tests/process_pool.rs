@@ -114,6 +114,46 @@ fn bad_result(_: ()) -> Undecodable {
     Undecodable
 }
 
+/// Its `Deserialize` panics (in the parent, which must survive it).
+#[derive(Debug)]
+struct PanicsWhenDecoded;
+
+impl Serialize for PanicsWhenDecoded {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsWhenDecoded {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("decoder exploded");
+    }
+}
+
+fn panicking_decode(_: ()) -> PanicsWhenDecoded {
+    PanicsWhenDecoded
+}
+
+/// Its `Serialize` panics (in the worker, which must survive it).
+#[derive(Debug)]
+struct PanicsWhenEncoded;
+
+impl Serialize for PanicsWhenEncoded {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("encoder exploded");
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsWhenEncoded {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(PanicsWhenEncoded)
+    }
+}
+
+fn panicking_encode(_: ()) -> PanicsWhenEncoded {
+    PanicsWhenEncoded
+}
+
 /// Writes a bad frame on this worker's own protocol socket (found through the pool's environment variable), as
 /// a corrupted or foreign worker would: 0, an undecodable body; 1, an oversized length; 2, a reply to a task it
 /// was never given.
@@ -604,6 +644,25 @@ fn undecodable_result_is_a_serialization_error() {
     }
     // Same worker, still in step.
     assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
+    match pool
+        .submit(panicking_decode, ())
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Serialization(what)) => assert!(what.contains("decoder exploded"), "{what}"),
+        other => panic!("expected Serialization, got {other:?}"),
+    }
+    match pool
+        .submit(panicking_encode, ())
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Panicked { message }) => {
+            assert!(message.contains("encoder exploded"), "{message}")
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
 }
 
 fn payloads_of_64_mib_round_trip() {
@@ -967,6 +1026,8 @@ fn main() {
         .register(read_init)
         .register(bad_result)
         .register(corrupt_protocol)
+        .register(panicking_decode)
+        .register(panicking_encode)
         .register(common::generic::square)
         .register(common::generic::describe)
         .register(common::generic::fail);

@@ -58,9 +58,16 @@ impl<R: Payload> Pending for Typed<R> {
 
     fn finish(&self, name: &str, status: Status, payload: &[u8]) {
         let outcome = match status {
-            Status::Ok => postcard::from_bytes::<R>(payload).map_err(|error| {
-                Error::Serialization(format!("could not decode the result of `{name}`: {error}"))
-            }),
+            // A panicking `Deserialize` impl must not take the reader thread down with it.
+            Status::Ok => match crate::unwind::run_task(|| postcard::from_bytes::<R>(payload)) {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(Error::Serialization(format!(
+                    "could not decode the result of `{name}`: {error}"
+                ))),
+                Err(panic) => Err(Error::Serialization(format!(
+                    "decoding the result of `{name}` panicked: {panic}"
+                ))),
+            },
             Status::Panicked(message) => Err(Error::Panicked { message }),
             Status::UnknownTask(name) => Err(Error::UnknownTask(name)),
             Status::Serialization(what) => Err(Error::Serialization(what)),

@@ -144,26 +144,26 @@ impl Registry {
             )));
             return self;
         }
+        // Decoding, the call and encoding all run under the panic guard: a panicking `Deserialize` or
+        // `Serialize` impl fails the task, not the worker.
         let invoke: Invoke = Box::new(move |payload, chunk, out| {
-            if chunk {
-                let inputs: Vec<A> = match postcard::from_bytes(payload) {
-                    Ok(inputs) => inputs,
-                    Err(e) => return decode_failure(name, e),
-                };
-                match run_caught(|| inputs.into_iter().map(f).collect::<Vec<R>>()) {
-                    Ok(results) => encode(name, &results, out),
-                    Err(status) => status,
+            let outcome = run_caught(|| {
+                if chunk {
+                    let inputs: Vec<A> = match postcard::from_bytes(payload) {
+                        Ok(inputs) => inputs,
+                        Err(e) => return decode_failure(name, e),
+                    };
+                    let results: Vec<R> = inputs.into_iter().map(f).collect();
+                    encode(name, &results, out)
+                } else {
+                    let input: A = match postcard::from_bytes(payload) {
+                        Ok(input) => input,
+                        Err(e) => return decode_failure(name, e),
+                    };
+                    encode(name, &f(input), out)
                 }
-            } else {
-                let input: A = match postcard::from_bytes(payload) {
-                    Ok(input) => input,
-                    Err(e) => return decode_failure(name, e),
-                };
-                match run_caught(|| f(input)) {
-                    Ok(result) => encode(name, &result, out),
-                    Err(status) => status,
-                }
-            }
+            });
+            outcome.unwrap_or_else(|status| status)
         });
         self.entries.insert(
             name,
