@@ -172,6 +172,19 @@ fn corrupt_protocol(kind: u8) {
     // The real reply follows the bad frame; the pool never reads that far.
 }
 
+/// Shuts the read side of this worker's protocol socket: the task's reply still goes out, but the next frame the
+/// pool sends fails at once (EPIPE on Linux), and the worker exits at its next read.
+fn shut_my_reads(_: ()) -> u32 {
+    use std::os::fd::FromRawFd;
+    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
+    // `ManuallyDrop` keeps this borrowed view from closing it.
+    let socket = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
+    socket.shutdown(std::net::Shutdown::Read).unwrap();
+    std::process::id()
+}
+
 fn not_registered(x: u32) -> u32 {
     x
 }
@@ -722,6 +735,23 @@ fn malformed_frames_from_a_worker_are_protocol_errors() {
     assert_no_children();
 }
 
+/// A task handed to a worker that cannot take its frame goes back to the queue and runs on another worker,
+/// instead of failing with the worker's death.
+#[cfg(target_os = "linux")]
+fn a_task_a_worker_cannot_take_runs_elsewhere() {
+    let pool = pool(1);
+    let first = pool.submit(shut_my_reads, ()).unwrap();
+    let next = pool.submit(pid, ()).unwrap();
+    let first = result(&first).unwrap();
+    let next = result(&next).unwrap();
+    assert_ne!(first, next, "the next task ran in a new worker");
+    drop(pool);
+    assert_no_children();
+}
+
+#[cfg(not(target_os = "linux"))]
+fn a_task_a_worker_cannot_take_runs_elsewhere() {}
+
 /// Runs this test binary with `args` and returns its stdout.
 fn run_self(args: &[&str]) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
@@ -980,6 +1010,10 @@ const TESTS: &[(&str, fn())] = &[
         "malformed_frames_from_a_worker_are_protocol_errors",
         malformed_frames_from_a_worker_are_protocol_errors,
     ),
+    (
+        "a_task_a_worker_cannot_take_runs_elsewhere",
+        a_task_a_worker_cannot_take_runs_elsewhere,
+    ),
     ("worker_prints_reach_stdout", worker_prints_reach_stdout),
     (
         "build_mismatch_is_a_protocol_error",
@@ -1028,6 +1062,7 @@ fn main() {
         .register(corrupt_protocol)
         .register(panicking_decode)
         .register(panicking_encode)
+        .register(shut_my_reads)
         .register(common::generic::square)
         .register(common::generic::describe)
         .register(common::generic::fail);
