@@ -918,6 +918,39 @@ fn worker_answers_unknown_names_with_unknown_task() {
     );
 }
 
+/// Workers that never reach the worker-mode line are killed after the startup timeout, and the pool reports
+/// why instead of hanging.
+fn silent_workers_break_the_pool_with_a_reason() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .arg("--scenario-slow-start")
+        .env("CF_TEST_SLOW_START", "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("slow start scenario: Broken"), "{stdout}");
+    assert!(stdout.contains("did not start serving"), "{stdout}");
+}
+
+fn scenario_slow_start() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .startup_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let outcome = pool
+        .submit(square, 3)
+        .unwrap()
+        .result_timeout(LONG)
+        .cloned();
+    match outcome {
+        Err(Error::Broken { reason }) => println!("slow start scenario: Broken: {reason}"),
+        other => println!("slow start scenario: unexpected {other:?}"),
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 fn async_await_a_process_future() {
     let pool = pool(1);
     let future = pool.submit(square, 9).unwrap();
@@ -1031,6 +1064,10 @@ const TESTS: &[(&str, fn())] = &[
         "worker_answers_unknown_names_with_unknown_task",
         worker_answers_unknown_names_with_unknown_task,
     ),
+    (
+        "silent_workers_break_the_pool_with_a_reason",
+        silent_workers_break_the_pool_with_a_reason,
+    ),
     ("async_await_a_process_future", async_await_a_process_future),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
 ];
@@ -1041,6 +1078,12 @@ const HANG: Duration = Duration::from_secs(300);
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mismatch = args.iter().any(|a| a == "--mismatch-parent");
+    if args.is_empty() && std::env::var_os("CF_TEST_SLOW_START").is_some() {
+        // The slow-start scenario's workers (run without arguments): never reach the worker-mode line.
+        loop {
+            std::thread::park();
+        }
+    }
 
     // The worker-mode line. (A parent started with `--mismatch-parent` registers one more task than its
     // workers, which run without arguments: that is the build-mismatch scenario.)
@@ -1079,6 +1122,10 @@ fn main() {
     }
     if let Some(at) = args.iter().position(|a| a == "--scenario-orphan") {
         scenario_orphan(args.get(at + 1).cloned().unwrap_or_default());
+        return;
+    }
+    if args.iter().any(|a| a == "--scenario-slow-start") {
+        scenario_slow_start();
         return;
     }
     if args.iter().any(|a| a == "--scenario-print") {

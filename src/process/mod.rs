@@ -121,9 +121,13 @@ pub struct ProcessPoolBuilder {
     max_workers: Option<usize>,
     max_tasks_per_child: Option<usize>,
     timeout: Option<Duration>,
+    startup_timeout: Duration,
     max_frame_size: usize,
     initializer: Option<Result<PendingInit, Error>>,
 }
+
+/// How long a new worker may take to reach the worker-mode line, by default.
+const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Appends an initializer's encoded argument to its call frame.
 type InitEncode = Box<dyn FnOnce(&mut FrameBuf) -> Result<(), postcard::Error> + Send>;
@@ -141,6 +145,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("max_workers", &self.max_workers)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("timeout", &self.timeout)
+            .field("startup_timeout", &self.startup_timeout)
             .field("max_frame_size", &self.max_frame_size)
             .field(
                 "initializer",
@@ -195,6 +200,15 @@ impl ProcessPoolBuilder {
     /// its future fails with [`Error::TaskTimeout`] and a new worker takes its place. No limit by default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long a new worker process may take to start serving (to reach
+    /// [`process_main!`](crate::process_main) in `main` and introduce itself). A worker that does not is killed
+    /// and the pool is broken ([`Error::Broken`] saying so): `main` probably does something slow, or blocks,
+    /// before the worker-mode line. Default 60 s.
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
         self
     }
 
@@ -260,6 +274,7 @@ impl ProcessPoolBuilder {
             max_workers,
             max_tasks_per_child: self.max_tasks_per_child,
             timeout: self.timeout,
+            startup_timeout: self.startup_timeout,
             max_frame: self.max_frame_size,
             initializer,
             exe,
@@ -311,6 +326,7 @@ impl ProcessPoolExecutor {
             max_workers: None,
             max_tasks_per_child: None,
             timeout: None,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             max_frame_size: DEFAULT_MAX_FRAME,
             initializer: None,
         }

@@ -122,6 +122,7 @@ pub(crate) struct Config {
     pub(crate) max_workers: usize,
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) startup_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) initializer: Option<Initializer>,
     pub(crate) exe: PathBuf,
@@ -150,7 +151,12 @@ enum Stop {
     Timeout(Duration),
     /// `terminate_workers`, `kill_workers`, or a failed write.
     Killed,
+    /// It did not say hello within the startup timeout.
+    Silent(Duration),
 }
+
+/// The task id under which a worker's startup deadline sits in the deadline queue.
+const HELLO: u64 = u64::MAX;
 
 struct Worker {
     pid: u32,
@@ -305,10 +311,10 @@ impl Shared {
             // Drop the entries of tasks that already finished.
             let workers = &state.workers;
             state.deadlines.retain(|Reverse((_, key, id))| {
-                workers
-                    .get(key)
-                    .and_then(|w| w.in_flight.as_ref())
-                    .is_some_and(|task| task.id == *id)
+                workers.get(key).is_some_and(|w| {
+                    (*id == HELLO && w.phase == Phase::Hello)
+                        || w.in_flight.as_ref().is_some_and(|task| task.id == *id)
+                })
             });
         }
         state.deadlines.push(Reverse((deadline, key, id)));
@@ -501,10 +507,18 @@ impl Shared {
                     break;
                 }
                 state.deadlines.pop();
-                if let Some(worker) = state.workers.get_mut(&key)
-                    && !worker.reaping
-                    && worker.stopping.is_none()
-                    && let Some(task) = &worker.in_flight
+                let Some(worker) = state.workers.get_mut(&key) else {
+                    continue;
+                };
+                if worker.reaping || worker.stopping.is_some() {
+                    continue;
+                }
+                if id == HELLO {
+                    if worker.phase == Phase::Hello {
+                        worker.stopping = Some(Stop::Silent(self.config.startup_timeout));
+                        signal(worker.pid, Signal::KILL);
+                    }
+                } else if let Some(task) = &worker.in_flight
                     && task.id == id
                 {
                     worker.stopping = Some(Stop::Timeout(task.timeout.unwrap_or_default()));
@@ -553,6 +567,8 @@ impl Shared {
                 reaping: false,
             },
         );
+        let startup = deadline_after(self.config.startup_timeout);
+        self.add_deadline(&mut state, startup, key, HELLO);
         state.threads_running += 1;
         let shared = self.clone();
         let started = thread::spawn_named(format!("process-pool-reader-{pid}"), move || {
@@ -644,17 +660,20 @@ impl Shared {
                 failed.push((task.pending, error));
             }
             if matches!(worker.phase, Phase::Hello | Phase::Init) && !state.closed {
-                let what = if worker.phase == Phase::Hello {
-                    "before it was ready"
-                } else {
-                    "while running the initializer"
+                let reason = match (worker.phase, worker.stopping) {
+                    (Phase::Hello, Some(Stop::Silent(limit))) => format!(
+                        "worker process {pid} did not start serving within {limit:?} and was killed; \
+                         `concurrent_futures::process_main!` must run at the top of `main`, before \
+                         anything slow"
+                    ),
+                    (Phase::Hello, _) => {
+                        format!("worker process {pid} ended before it was ready: {reason}")
+                    }
+                    _ => format!(
+                        "worker process {pid} ended while running the initializer: {reason}"
+                    ),
                 };
-                let (jobs, error) = self.break_pool(
-                    &mut state,
-                    Error::Broken {
-                        reason: format!("worker process {pid} ended {what}: {reason}"),
-                    },
-                );
+                let (jobs, error) = self.break_pool(&mut state, Error::Broken { reason });
                 failed.extend(jobs.into_iter().map(|job| (job.pending, error.clone())));
             }
         }
