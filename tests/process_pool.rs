@@ -516,6 +516,26 @@ fn shutdown_cancels_queued_futures() {
     assert_no_children();
 }
 
+/// A done callback runs on one of the pool's own threads; `shutdown(true)` there must not wait for itself.
+fn shutdown_from_a_done_callback_does_not_deadlock() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (connection, _) = rendezvous.accept();
+    let handle = pool.clone();
+    let (tx, rx) = mpsc::channel();
+    running.add_done_callback(move |_| {
+        handle.shutdown(true);
+        drop(handle);
+        tx.send(()).unwrap();
+    });
+    drop(connection);
+    rx.recv_timeout(LONG).expect("the callback returned");
+    assert!(matches!(pool.submit(square, 1), Err(Error::Shutdown)));
+    drop(pool);
+    assert_no_children();
+}
+
 fn shutdown_without_cancel_runs_queued_tasks() {
     let pool = pool(2);
     let futures: Vec<Future<u64>> = (0..20).map(|i| pool.submit(square, i).unwrap()).collect();
@@ -994,6 +1014,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "shutdown_cancels_queued_futures",
         shutdown_cancels_queued_futures,
+    ),
+    (
+        "shutdown_from_a_done_callback_does_not_deadlock",
+        shutdown_from_a_done_callback_does_not_deadlock,
     ),
     (
         "shutdown_without_cancel_runs_queued_tasks",
