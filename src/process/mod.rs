@@ -46,9 +46,11 @@ fn default_max_workers() -> usize {
 ///   replaced, the rest go on.
 /// - A panicking task fails its own future with [`Error::Panicked`] (message and location); the worker lives.
 /// - Failing to encode an argument or decode a result is [`Error::Serialization`] on that future; a frame above
-///   the maximum size (1 GiB by default) is [`Error::Protocol`]. Payloads of hundreds of MiB work.
+///   the maximum size (1 GiB by default) is [`Error::Protocol`]. Payloads of 64 MiB and more work.
 /// - Shutdown and drop reap every worker (no zombies); on Linux a worker whose parent dies is killed at once
-///   (`PR_SET_PDEATHSIG`), and everywhere it exits when its protocol socket closes.
+///   (`PR_SET_PDEATHSIG`); elsewhere it exits when it next reads its protocol socket and finds it closed.
+/// - A worker that never reaches the worker-mode line is killed after the startup timeout
+///   ([`ProcessPoolBuilder::startup_timeout`], 60 s by default) and the pool reports why ([`Error::Broken`]).
 ///
 /// The program must call [`process_main!`](crate::process_main) (the one line in `main`, listing the tasks)
 /// before building a pool. Workers start on demand, up to `max_workers`.
