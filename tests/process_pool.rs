@@ -365,6 +365,29 @@ fn map_10000_in_order_with_chunk_sizes() {
     assert_eq!(buffered, expected);
 }
 
+/// Several threads submit at once through clones of one pool: every task runs once, with its own result.
+fn concurrent_submitters_lose_nothing() {
+    let pool = pool(3);
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let futures: Vec<Future<u64>> = (0..500)
+                    .map(|i| pool.submit(square, t * 1000 + i).unwrap())
+                    .collect();
+                for (i, future) in (0..).zip(futures) {
+                    assert_eq!(future.into_result_timeout(LONG), Ok((t * 1000 + i).pow(2)));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a submitting thread");
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 /// Submits `crash` among ordinary tasks: only its future fails, with an error `check` accepts.
 fn crash_among_others(
     submit_crash: impl FnOnce(&ProcessPoolExecutor) -> Future<()>,
@@ -994,6 +1017,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "map_10000_in_order_with_chunk_sizes",
         map_10000_in_order_with_chunk_sizes,
+    ),
+    (
+        "concurrent_submitters_lose_nothing",
+        concurrent_submitters_lose_nothing,
     ),
     ("abort_fails_only_its_task", abort_fails_only_its_task),
     ("exit_fails_only_its_task", exit_fails_only_its_task),
