@@ -639,9 +639,14 @@ fn initializer_failure_breaks_the_pool() {
         .initializer(init_fail, ())
         .build()
         .unwrap();
-    let futures: Vec<Future<u64>> = (0..5).map(|i| pool.submit(square, i).unwrap()).collect();
-    for future in &futures {
-        match future.result_timeout(LONG) {
+    // The first submit starts a worker, so it is accepted; later ones may find the pool broken already. Either
+    // way each task ends with the initializer's failure, on its future or from `submit`.
+    let first = pool.submit(square, 0).unwrap();
+    let outcomes = std::iter::once(Ok(first))
+        .chain((1..5).map(|i| pool.submit(square, i)))
+        .map(|submitted| submitted.and_then(|future| future.result_timeout(LONG).cloned()));
+    for outcome in outcomes {
+        match outcome {
             Err(Error::Broken { reason }) => assert!(reason.contains("no database"), "{reason}"),
             other => panic!("expected Broken, got {other:?}"),
         }
