@@ -185,6 +185,14 @@ fn shut_my_reads(_: ()) -> u32 {
     std::process::id()
 }
 
+/// Runs a pool of its own inside a worker: its workers are this worker's children.
+fn nested_square(x: u64) -> (u64, u32) {
+    let pool = ProcessPoolExecutor::new(1).expect("a pool inside a worker");
+    let value = pool.submit(square, x).unwrap().into_result().unwrap();
+    let grandchild = pool.submit(pid, ()).unwrap().into_result().unwrap();
+    (value, grandchild)
+}
+
 fn not_registered(x: u32) -> u32 {
     x
 }
@@ -999,6 +1007,17 @@ fn scenario_slow_start() {
     assert_no_children();
 }
 
+fn a_worker_can_run_a_pool_of_its_own() {
+    let pool = pool(1);
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let (value, grandchild) = result(&pool.submit(nested_square, 11).unwrap()).unwrap();
+    assert_eq!(value, 121);
+    assert_ne!(grandchild, worker);
+    assert_ne!(grandchild, std::process::id());
+    drop(pool);
+    assert_no_children();
+}
+
 fn async_await_a_process_future() {
     let pool = pool(1);
     let future = pool.submit(square, 9).unwrap();
@@ -1124,6 +1143,10 @@ const TESTS: &[(&str, fn())] = &[
         "silent_workers_break_the_pool_with_a_reason",
         silent_workers_break_the_pool_with_a_reason,
     ),
+    (
+        "a_worker_can_run_a_pool_of_its_own",
+        a_worker_can_run_a_pool_of_its_own,
+    ),
     ("async_await_a_process_future", async_await_a_process_future),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
 ];
@@ -1162,6 +1185,7 @@ fn main() {
         .register(panicking_decode)
         .register(panicking_encode)
         .register(shut_my_reads)
+        .register(nested_square)
         .register(common::generic::square)
         .register(common::generic::describe)
         .register(common::generic::fail);
