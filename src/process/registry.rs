@@ -208,14 +208,12 @@ impl Registry {
                 identity,
             }),
         };
-        let mut fresh = Some(entry);
-        let installed = REGISTRY.get_or_init(|| fresh.take().unwrap_or_else(|| unreachable!()));
-        if fresh.is_some() {
+        if REGISTRY.set(entry).is_err() {
             return Err(Error::InvalidState(
                 "a task registry is already installed in this process".into(),
             ));
         }
-        installed.as_ref().map_err(Clone::clone)
+        installed()
     }
 }
 
