@@ -61,3 +61,11 @@ pub use crate::{
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Selects a deliberately broken variant of the library for the loom canaries; only in builds with
+/// `--cfg concurrent_futures_mutant`. Not part of the API.
+#[cfg(concurrent_futures_mutant)]
+#[doc(hidden)]
+pub fn __select_mutant(name: Option<&'static str>) {
+    sync::select_mutant(name);
+}

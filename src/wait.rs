@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::future::{Entry, Future, Waiter, deadline_after};
-use crate::sync::Arc;
+use crate::sync::{Arc, mutant};
 
 mod sealed {
     use crate::future::Waiter;
@@ -135,7 +135,8 @@ pub fn wait<W: Waitable>(
             }
             if f.watch().register(&waiter, i) {
                 registered.push(i);
-            } else {
+            } else if !mutant("wait_no_recheck") {
+                // (Mutant: forgets a future that finished while the waiter was being installed.)
                 tally.mark(i, f.watch());
             }
         }
@@ -216,7 +217,8 @@ pub fn as_completed<W: Waitable>(
         if !already[i] {
             if f.watch().register(&waiter, i) {
                 pending += 1;
-            } else {
+            } else if !mutant("wait_no_recheck") {
+                // (Mutant: forgets a future that finished while the waiter was being installed.)
                 ready.push_back(i);
             }
         }

@@ -23,7 +23,7 @@ use std::task::Waker;
 use super::Future;
 use super::waiter::Waiter;
 use crate::Error;
-use crate::sync::{Arc, AtomicUsize, LeakToken, Mutex, Ordering, UnsafeCell};
+use crate::sync::{Arc, AtomicUsize, LeakToken, Mutex, Ordering, UnsafeCell, mutant};
 use crate::unwind;
 
 pub(crate) const PHASE: usize = 0b111;
@@ -122,6 +122,11 @@ impl<T> Core<T> {
     /// Moves `PENDING` to `RUNNING` (Python's `set_running_or_notify_cancel`): `Ok(false)` if it was cancelled.
     pub(crate) fn try_start(&self) -> Result<bool, Error> {
         let mut state = self.load();
+        if mutant("start_race") && state & PHASE == PENDING {
+            // Mutant: check-then-act instead of compare-and-swap, so a cancel can win in between.
+            self.state.store((state & !PHASE) | RUNNING, Ordering::Release);
+            return Ok(true);
+        }
         loop {
             match state & PHASE {
                 PENDING => {}
@@ -198,6 +203,23 @@ impl<T> Core<T> {
 
     /// Registers `entry` unless the future is already done, in which case the entry is handed back.
     pub(crate) fn register(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
+        if mutant("lost_callback") && matches!(entry, Entry::Callback(_)) {
+            // Mutant: checks for completion outside the lock and then pushes without re-checking, so a callback
+            // added while the future completes is never run.
+            if is_done(self.load()) {
+                return Err(entry);
+            }
+            let mut slow = self.slow.lock();
+            self.state.fetch_or(WAITING, Ordering::AcqRel);
+            slow.push(entry);
+            return Ok(());
+        }
+        if mutant("lost_waker") && matches!(entry, Entry::Waker(_)) {
+            // Mutant: registers the waker without looking at the state, so a completion that already drained
+            // the list never wakes it.
+            self.slow.lock().push(entry);
+            return Ok(());
+        }
         let mut slow = self.slow.lock();
         // ORDERING: AcqRel: Acquire so that a done phase seen here makes the outcome visible; Release pairs with
         // the completer's publish.
@@ -310,9 +332,22 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
         // SAFETY: this thread holds the COMPLETING phase, which no other thread can leave or read the slot in.
         unsafe { *slot = Some(outcome) }
     });
+    if mutant("lost_wakeup") {
+        // Mutant: looks for waiters before publishing, so one that registers in between is never woken.
+        let waiting = core.state.load(Ordering::Acquire) & WAITING != 0;
+        core.publish(phase);
+        if waiting {
+            notify(cell);
+        }
+        return Ok(());
+    }
     let previous = core.publish(phase);
     if previous & WAITING != 0 {
         notify(cell);
+    }
+    if mutant("leak_cell") {
+        // Mutant: leaks a reference to the cell.
+        std::mem::forget(cell.clone());
     }
     Ok(())
 }
@@ -321,26 +356,34 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
 pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool {
     let core = cell.core();
     let mut state = core.load();
+    if mutant("cancel_race") && state & PHASE == PENDING {
+        // Mutant: check-then-act instead of compare-and-swap, so a worker can start the task in between.
+        core.state.store((state & !PHASE) | COMPLETING, Ordering::Release);
+        cell.discard_job();
+        if core.publish(CANCELLED) & WAITING != 0 {
+            notify(cell);
+        }
+        return true;
+    }
     loop {
         match state & PHASE {
             PENDING => {}
             CANCELLED => return true,
             _ => return false,
         }
-        // ORDERING: Acquire on success so the job slot, written by the submitter, is ours to drop.
-        match core.state.compare_exchange_weak(
-            state,
-            (state & !PHASE) | COMPLETING,
-            Ordering::Acquire,
-            Ordering::Acquire,
-        ) {
+        let mut next = (state & !PHASE) | CANCELLED;
+        if state & WAITING != 0 {
+            next += NOTIFYING + ONE_HANDLE;
+        }
+        // ORDERING: AcqRel on success: Acquire so the job slot, written by the submitter, is ours to drop (no one
+        // touches it once the phase is CANCELLED); Release pairs with readers of the phase, as in `publish`.
+        match core.state.compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => break,
             Err(actual) => state = actual,
         }
     }
     cell.discard_job();
-    let previous = core.publish(CANCELLED);
-    if previous & WAITING != 0 {
+    if state & WAITING != 0 {
         notify(cell);
     }
     true

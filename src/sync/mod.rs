@@ -31,3 +31,30 @@ pub(crate) fn next_pool_number() -> usize {
     // ORDERING: Relaxed: only uniqueness matters.
     COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Deliberate bugs for the loom canaries (`loom-tests/tests/canaries.rs`).
+///
+/// Built with `--cfg concurrent_futures_mutant`, a few places in the library check `mutant("name")` and, when
+/// that mutant is selected, run a known-broken variant of their logic; each canary selects one and asserts that
+/// its loom model catches the bug. In every other build `mutant` is a constant `false` and the broken variants
+/// are compiled out.
+#[cfg(not(concurrent_futures_mutant))]
+#[inline(always)]
+pub(crate) const fn mutant(_name: &str) -> bool {
+    false
+}
+
+#[cfg(concurrent_futures_mutant)]
+static MUTANT: std::sync::Mutex<Option<&'static str>> = std::sync::Mutex::new(None);
+
+/// Whether the mutant `name` is selected (see the non-mutant `mutant`).
+#[cfg(concurrent_futures_mutant)]
+pub(crate) fn mutant(name: &str) -> bool {
+    *MUTANT.lock().unwrap_or_else(|e| e.into_inner()) == Some(name)
+}
+
+/// Selects the mutant the next models run against (`None`: the real code).
+#[cfg(concurrent_futures_mutant)]
+pub(crate) fn select_mutant(name: Option<&'static str>) {
+    *MUTANT.lock().unwrap_or_else(|e| e.into_inner()) = name;
+}

@@ -156,26 +156,31 @@ impl<T> Queue<T> {
         state.bound.is_some_and(|bound| state.items.len() >= bound)
     }
 
+    /// Like the crossbeam queue, checks the closed flag and pushes in two steps, so a push that passed the check
+    /// can still land after `close`: the window the thread pool's gate exists to close.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        if self.state.lock().push_closed {
+            return Err(item);
+        }
         let mut state = self.state.lock();
         loop {
-            if state.push_closed {
-                return Err(item);
-            }
             if !Self::is_full(&state) {
                 state.items.push_back(item);
                 self.not_empty.notify_one();
                 return Ok(());
+            }
+            if state.push_closed {
+                return Err(item);
             }
             self.not_full.wait(&mut state);
         }
     }
 
     pub(crate) fn try_push(&self, item: T) -> Result<(), PushError<T>> {
-        let mut state = self.state.lock();
-        if state.push_closed {
+        if self.state.lock().push_closed {
             return Err(PushError::Closed(item));
         }
+        let mut state = self.state.lock();
         if Self::is_full(&state) {
             return Err(PushError::Full(item));
         }
@@ -193,7 +198,10 @@ impl<T> Queue<T> {
         let mut state = self.state.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
-                self.not_full.notify_one();
+                if !super::mutant("queue_no_release") {
+                    // (Mutant: a pop that frees a slot does not wake a blocked push.)
+                    self.not_full.notify_one();
+                }
                 return Ok(Some(item));
             }
             if state.closed {

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::future::{Runnable, Task};
 use crate::map::{Batch, Map, Source};
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, thread};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread};
 use crate::{Error, Executor, Future, MapOptions, Payload};
 
 type Job = Arc<dyn Runnable>;
@@ -67,6 +67,13 @@ impl Shared {
         if gate.closed {
             return Err(self.refusal());
         }
+        // (Mutant: lets the push run outside the gate, so it can land after shutdown closed the queue.)
+        let gate = if mutant("no_gate") {
+            drop(gate);
+            None
+        } else {
+            Some(gate)
+        };
         // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
         let first = self.started.load(Ordering::Acquire) == 0 && self.start_worker(true)?;
         let pushed = if block {
@@ -109,7 +116,9 @@ impl Shared {
     /// it started one.
     fn start_worker(self: &Arc<Self>, first: bool) -> Result<bool, Error> {
         let mut workers = self.workers.lock();
-        if workers.started >= self.max_workers || (first && workers.started > 0) {
+        let full = workers.started >= self.max_workers || (first && workers.started > 0);
+        // (Mutant: trusts the caller's unlocked checks, so two submits can both start the last thread.)
+        if full && !mutant("overspawn") {
             return Ok(false);
         }
         let name = format!("{}_{}", self.thread_name_prefix, workers.started);
@@ -131,7 +140,10 @@ impl Shared {
 
     /// Stops accepting work; with `cancel`, cancels what is queued; then lets workers exit once the queue drains.
     fn close(&self, cancel: bool) {
-        self.queue.close_push();
+        if !mutant("shutdown_no_release") {
+            // (Mutant: leaves submits blocked on a full queue holding the gate.)
+            self.queue.close_push();
+        }
         self.gate.write().closed = true;
         if cancel {
             while let Some(job) = self.queue.try_pop() {
@@ -480,8 +492,40 @@ impl ThreadPoolExecutor {
     }
 
     /// How many tasks wait in the queue for a thread.
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(1)?;
+    /// assert_eq!(pool.queued(), 0);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
     pub fn queued(&self) -> usize {
         self.shared.queue.len()
+    }
+
+    /// How many worker threads are alive (threads start lazily, so 0 before the first submit).
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(4)?;
+    /// assert_eq!(pool.workers(), 0);
+    /// pool.submit(|| ())?.result()?;
+    /// assert_eq!(pool.workers(), 1);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.shared.workers.lock().alive
+    }
+
+    /// How many worker threads are idle: done with their last task and not yet holding another.
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(4)?;
+    /// pool.submit(|| ())?.result()?;
+    /// assert!(pool.idle_workers() <= 1);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn idle_workers(&self) -> usize {
+        // ORDERING: Relaxed: a snapshot for observation only.
+        self.shared.idle.load(Ordering::Relaxed)
     }
 }
 

@@ -1,0 +1,313 @@
+//! The Rust peers, each driven the same way as our pool.
+//!
+//! Shape of every "submit + wait" sample: build the pool (not timed), run a few warm-up tasks so its threads exist,
+//! then time *submit N no-op tasks, keeping a handle to each, then wait for every handle in submission order*, and
+//! return nanoseconds per task. This is the shape the reference figures in `design-notes.md` were taken with. Peers
+//! without a result handle get a one-shot channel per task, which is what their users write.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Tasks run before timing starts, per worker, so lazily started threads exist and are warm.
+pub const WARMUP_PER_WORKER: usize = 16;
+
+/// Nanoseconds per item for `n` items done in `elapsed`.
+pub fn per_item(elapsed: Duration, n: usize) -> f64 {
+    elapsed.as_nanos() as f64 / n.max(1) as f64
+}
+
+fn rusty(workers: usize) -> rusty_pool::ThreadPool {
+    rusty_pool::ThreadPool::new(workers, workers, Duration::from_secs(60))
+}
+
+/// rusty_pool: `evaluate` returns a `JoinHandle`, waited with `await_complete`.
+pub fn rusty_pool_submit_wait(workers: usize, n: usize) -> Option<f64> {
+    let pool = rusty(workers);
+    for h in (0..WARMUP_PER_WORKER * workers)
+        .map(|_| pool.evaluate(|| ()))
+        .collect::<Vec<_>>()
+    {
+        h.await_complete();
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| pool.evaluate(|| ())).collect();
+    for h in handles {
+        h.await_complete();
+    }
+    let ns = per_item(start.elapsed(), n);
+    pool.shutdown_join();
+    Some(ns)
+}
+
+/// A tokio runtime whose blocking pool has at most `workers` threads.
+fn tokio_rt(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(workers)
+        .build()
+        .expect("tokio runtime")
+}
+
+/// tokio: `spawn_blocking` returns a `JoinHandle` (a future); all handles are awaited in order inside one
+/// `block_on`, the cheapest way a synchronous caller can wait on them.
+pub fn tokio_submit_wait(workers: usize, n: usize) -> Option<f64> {
+    let rt = tokio_rt(workers);
+    let warm: Vec<_> = (0..WARMUP_PER_WORKER * workers)
+        .map(|_| rt.spawn_blocking(|| ()))
+        .collect();
+    rt.block_on(async {
+        for h in warm {
+            h.await.expect("tokio task");
+        }
+    });
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| rt.spawn_blocking(|| ())).collect();
+    rt.block_on(async {
+        for h in handles {
+            h.await.expect("tokio task");
+        }
+    });
+    let ns = per_item(start.elapsed(), n);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Some(ns)
+}
+
+fn rayon_pool(workers: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .expect("rayon pool")
+}
+
+/// rayon: `spawn` has no handle; a `sync_channel(1)` per task carries the result back.
+pub fn rayon_submit_wait(workers: usize, n: usize) -> Option<f64> {
+    let pool = rayon_pool(workers);
+    let submit = |pool: &rayon::ThreadPool| {
+        let (tx, rx) = mpsc::sync_channel::<()>(1);
+        pool.spawn(move || {
+            let _ = tx.send(());
+        });
+        rx
+    };
+    for rx in (0..WARMUP_PER_WORKER * workers)
+        .map(|_| submit(&pool))
+        .collect::<Vec<_>>()
+    {
+        rx.recv().expect("rayon task");
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| submit(&pool)).collect();
+    for rx in handles {
+        rx.recv().expect("rayon task");
+    }
+    Some(per_item(start.elapsed(), n))
+}
+
+/// threadpool: `execute` has no handle; a `sync_channel(1)` per task carries the result back.
+pub fn threadpool_submit_wait(workers: usize, n: usize) -> Option<f64> {
+    let pool = threadpool::ThreadPool::new(workers);
+    let submit = |pool: &threadpool::ThreadPool| {
+        let (tx, rx) = mpsc::sync_channel::<()>(1);
+        pool.execute(move || {
+            let _ = tx.send(());
+        });
+        rx
+    };
+    for rx in (0..WARMUP_PER_WORKER * workers)
+        .map(|_| submit(&pool))
+        .collect::<Vec<_>>()
+    {
+        rx.recv().expect("threadpool task");
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| submit(&pool)).collect();
+    for rx in handles {
+        rx.recv().expect("threadpool task");
+    }
+    let ns = per_item(start.elapsed(), n);
+    pool.join();
+    Some(ns)
+}
+
+/// `std::thread::spawn` per task, then `join` each: no pool at all, so the worker count does not apply.
+pub fn std_thread_submit_wait(n: usize) -> Option<f64> {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n).map(|_| std::thread::spawn(|| ())).collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    Some(per_item(start.elapsed(), n))
+}
+
+/// Runs `producers` threads that start together (a barrier), each doing `work`; returns the wall time from the
+/// first producer's start to the last producer's end. Each producer takes its own timestamps: with more threads
+/// than cores, the coordinating thread may not run again until the producers are done.
+pub fn timed_producers(producers: usize, work: impl Fn(usize) + Sync) -> Duration {
+    let barrier = Barrier::new(producers);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                let (barrier, work) = (&barrier, &work);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    work(p);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("producer"))
+            .collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().expect("one producer");
+    let last = spans.iter().map(|s| s.1).max().expect("one producer");
+    last - first
+}
+
+/// rusty_pool with `producers` threads each submitting `n / producers` tasks, then waiting their own handles.
+pub fn rusty_pool_producers(workers: usize, producers: usize, n: usize) -> Option<f64> {
+    let pool = rusty(workers);
+    pool.start_core_threads();
+    let each = n / producers;
+    let elapsed = timed_producers(producers, |_| {
+        let handles: Vec<_> = (0..each).map(|_| pool.evaluate(|| ())).collect();
+        for h in handles {
+            h.await_complete();
+        }
+    });
+    pool.shutdown_join();
+    Some(per_item(elapsed, each * producers))
+}
+
+/// tokio `spawn_blocking` from `producers` threads (each holding the runtime's `Handle`).
+pub fn tokio_producers(workers: usize, producers: usize, n: usize) -> Option<f64> {
+    let rt = tokio_rt(workers);
+    let each = n / producers;
+    let elapsed = timed_producers(producers, |_| {
+        let handle = rt.handle();
+        let hs: Vec<_> = (0..each).map(|_| handle.spawn_blocking(|| ())).collect();
+        handle.block_on(async {
+            for h in hs {
+                h.await.expect("tokio task");
+            }
+        });
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Some(per_item(elapsed, each * producers))
+}
+
+/// rayon `spawn` + a channel per task, from `producers` threads.
+pub fn rayon_producers(workers: usize, producers: usize, n: usize) -> Option<f64> {
+    let pool = rayon_pool(workers);
+    let each = n / producers;
+    let elapsed = timed_producers(producers, |_| {
+        let rxs: Vec<_> = (0..each)
+            .map(|_| {
+                let (tx, rx) = mpsc::sync_channel::<()>(1);
+                pool.spawn(move || {
+                    let _ = tx.send(());
+                });
+                rx
+            })
+            .collect();
+        for rx in rxs {
+            rx.recv().expect("rayon task");
+        }
+    });
+    Some(per_item(elapsed, each * producers))
+}
+
+/// threadpool `execute` + a channel per task, from `producers` threads sharing the pool.
+pub fn threadpool_producers(workers: usize, producers: usize, n: usize) -> Option<f64> {
+    let pool = threadpool::ThreadPool::new(workers);
+    let each = n / producers;
+    let elapsed = timed_producers(producers, |_| {
+        let rxs: Vec<_> = (0..each)
+            .map(|_| {
+                let (tx, rx) = mpsc::sync_channel::<()>(1);
+                pool.execute(move || {
+                    let _ = tx.send(());
+                });
+                rx
+            })
+            .collect();
+        for rx in rxs {
+            rx.recv().expect("threadpool task");
+        }
+    });
+    pool.join();
+    Some(per_item(elapsed, each * producers))
+}
+
+/// rayon's own ordered parallel map (`into_par_iter().map().collect()`), as a reference point for `map`: it splits
+/// the input up front, so it is the floor a chunked map can hope for, not a like-for-like peer.
+pub fn rayon_par_map(workers: usize, n: usize) -> Option<f64> {
+    use rayon::prelude::*;
+    let pool = rayon_pool(workers);
+    let start = Instant::now();
+    let out: Vec<u64> = pool.install(|| (0..n as u64).into_par_iter().map(|x| x + 1).collect());
+    let ns = per_item(start.elapsed(), n);
+    assert_eq!(out.len(), n);
+    Some(ns)
+}
+
+/// A hand-rolled floor: a crossbeam channel of boxed jobs, each with its own `Arc<(Mutex<Option<T>>, Condvar)>`
+/// result slot. Not a peer; it shows what the simplest correct design costs on this machine.
+pub mod floor {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+
+    type Job = Box<dyn FnOnce() + Send>;
+    type Slot = Arc<(Mutex<Option<()>>, Condvar)>;
+
+    /// Submit + wait through the hand-rolled floor pool.
+    pub fn submit_wait(workers: usize, n: usize) -> Option<f64> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let threads: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })
+            })
+            .collect();
+        let submit = || {
+            let slot: Slot = Arc::new((Mutex::new(None), Condvar::new()));
+            let theirs = Arc::clone(&slot);
+            tx.send(Box::new(move || {
+                *theirs.0.lock().expect("slot") = Some(());
+                theirs.1.notify_one();
+            }))
+            .expect("floor pool");
+            slot
+        };
+        let wait = |slot: Slot| {
+            let mut v = slot.0.lock().expect("slot");
+            while v.is_none() {
+                v = slot.1.wait(v).expect("slot");
+            }
+        };
+        for s in (0..WARMUP_PER_WORKER * workers)
+            .map(|_| submit())
+            .collect::<Vec<_>>()
+        {
+            wait(s);
+        }
+        let start = Instant::now();
+        let slots: Vec<_> = (0..n).map(|_| submit()).collect();
+        for s in slots {
+            wait(s);
+        }
+        let ns = per_item(start.elapsed(), n);
+        drop(tx);
+        for t in threads {
+            t.join().expect("floor worker");
+        }
+        Some(ns)
+    }
+}

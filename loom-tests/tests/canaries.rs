@@ -1,0 +1,128 @@
+//! Canaries: each runs a model against a deliberately broken variant of the library (built with
+//! `--cfg concurrent_futures_mutant`) and asserts that loom finds the bug. They are the evidence that the models
+//! in `models.rs` are not vacuous. Run one at a time (`--test-threads=1`): the mutant switch is process-wide.
+#![cfg(all(concurrent_futures_loom, concurrent_futures_mutant))]
+
+use std::process::Command;
+
+use concurrent_futures_loom_tests::{model, models};
+
+/// Every canary: the mutant, the model it breaks, and that model's function.
+const CANARIES: &[(&str, &str, fn())] = &[
+    (
+        "lost_callback",
+        "1 completion vs add_done_callback",
+        models::completion_vs_add_done_callback,
+    ),
+    (
+        "cancel_race",
+        "2 cancel vs worker start",
+        models::cancel_vs_start,
+    ),
+    (
+        "lost_wakeup",
+        "3 result() waiter vs completion",
+        models::result_waiter_vs_completion,
+    ),
+    (
+        "wait_no_recheck",
+        "4a wait(FirstCompleted)",
+        models::wait_first_completed,
+    ),
+    (
+        "wait_no_recheck",
+        "4b as_completed",
+        models::as_completed_two,
+    ),
+    (
+        "no_gate",
+        "5 submit vs shutdown(wait)",
+        models::submit_vs_shutdown,
+    ),
+    (
+        "start_race",
+        "6 shutdown(cancel_futures) vs worker",
+        models::shutdown_cancel_vs_worker,
+    ),
+    (
+        "overspawn",
+        "7 lazy start, two submitters",
+        models::lazy_start_two_submitters,
+    ),
+    (
+        "leak_cell",
+        "8 drop last handle while completing",
+        models::drop_handle_while_completing,
+    ),
+    (
+        "shutdown_no_release",
+        "9 bounded queue: blocked submit vs shutdown",
+        models::bounded_submit_released_by_shutdown,
+    ),
+    (
+        "queue_no_release",
+        "9b bounded queue: blocked submit vs worker",
+        models::bounded_submit_released_by_worker,
+    ),
+    (
+        "lost_waker",
+        "10 await vs completion",
+        models::await_vs_completion,
+    ),
+];
+
+/// Runs every canary in a child process (a loom failure can abort while unwinding, which must not take the
+/// harness down) and asserts that each child failed with loom's finding: a deadlock, a failed assertion, or a
+/// leak.
+#[test]
+fn every_mutant_is_caught_by_its_model() {
+    let exe = std::env::current_exe().unwrap();
+    let mut vacuous = Vec::new();
+    for (index, (mutant, name, _)) in CANARIES.iter().enumerate() {
+        let output = Command::new(&exe)
+            .args([
+                "--exact",
+                "canary_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CANARY_INDEX", index.to_string())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let finding = ["deadlock", "leaked", "assertion", "panicked"]
+            .into_iter()
+            .find(|f| stderr.contains(f));
+        match (output.status.success(), finding) {
+            (false, Some(finding)) => {
+                println!("canary {mutant} against model {name}: caught ({finding})")
+            }
+            _ => {
+                println!(
+                    "canary {mutant} against model {name}: NOT caught (exit {:?})",
+                    output.status
+                );
+                vacuous.push(*mutant);
+            }
+        }
+    }
+    assert!(
+        vacuous.is_empty(),
+        "loom did not catch these mutants, so their models are vacuous: {vacuous:?}"
+    );
+}
+
+/// The child side: runs one canary's model against its mutant. It passes only if loom finds nothing, which the
+/// parent counts as a vacuous model.
+#[test]
+#[ignore = "run by every_mutant_is_caught_by_its_model in a child process"]
+fn canary_child() {
+    let index: usize = std::env::var("CANARY_INDEX")
+        .expect("CANARY_INDEX")
+        .parse()
+        .unwrap();
+    let (mutant, name, body, _) = CANARIES[index];
+    concurrent_futures::__select_mutant(Some(mutant));
+    model(&format!("canary {mutant} / {name}"), body);
+}
