@@ -808,6 +808,71 @@ fn a_task_a_worker_cannot_take_runs_elsewhere() {
 #[cfg(not(target_os = "linux"))]
 fn a_task_a_worker_cannot_take_runs_elsewhere() {}
 
+/// With tasks sent ahead, results still come in order, a crash or a timeout fails only the task that was
+/// running (the ones sent ahead run on the replacement), and `kill_workers` cancels what had not started.
+fn tasks_ahead_pipeline_and_survive_crashes() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .tasks_ahead(1)
+        .build()
+        .unwrap();
+    let expected: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
+    let got: Vec<u64> = pool
+        .map(square, 0..2000u64)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got, expected);
+
+    let crashes: Vec<Future<()>> = (0..3)
+        .map(|_| pool.submit(abort_task, ()).unwrap())
+        .collect();
+    let others: Vec<Future<u64>> = (0..50).map(|i| pool.submit(square, i).unwrap()).collect();
+    for crash in &crashes {
+        assert!(matches!(
+            crash.result_timeout(LONG),
+            Err(Error::WorkerDied { .. })
+        ));
+    }
+    for (i, future) in (0..).zip(&others) {
+        assert_eq!(result(future), Ok(i * i));
+    }
+
+    let slow = pool
+        .submit_with_timeout(sleep_ms, 60_000, Duration::from_millis(500))
+        .unwrap();
+    let after: Vec<Future<u64>> = (0..10).map(|i| pool.submit(square, i).unwrap()).collect();
+    assert!(matches!(
+        slow.result_timeout(LONG),
+        Err(Error::TaskTimeout { .. })
+    ));
+    for (i, future) in (0..).zip(&after) {
+        assert_eq!(result(future), Ok(i * i));
+    }
+    drop(pool);
+    assert_no_children();
+
+    let rendezvous = Rendezvous::new();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .tasks_ahead(1)
+        .build()
+        .unwrap();
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (_connection, _) = rendezvous.accept();
+    let ahead = pool.submit(square, 2).unwrap();
+    let queued = pool.submit(square, 3).unwrap();
+    pool.kill_workers();
+    assert!(matches!(
+        running.result_timeout(LONG),
+        Err(Error::WorkerDied { .. })
+    ));
+    assert_eq!(ahead.result_timeout(LONG), Err(Error::Cancelled));
+    assert_eq!(queued.result_timeout(LONG), Err(Error::Cancelled));
+    drop(pool);
+    assert_no_children();
+}
+
 /// Runs this test binary with `args` and returns its stdout.
 fn run_self(args: &[&str]) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
@@ -1121,6 +1186,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "a_task_a_worker_cannot_take_runs_elsewhere",
         a_task_a_worker_cannot_take_runs_elsewhere,
+    ),
+    (
+        "tasks_ahead_pipeline_and_survive_crashes",
+        tasks_ahead_pipeline_and_survive_crashes,
     ),
     ("worker_prints_reach_stdout", worker_prints_reach_stdout),
     (

@@ -124,6 +124,7 @@ pub struct ProcessPoolBuilder {
     max_tasks_per_child: Option<usize>,
     timeout: Option<Duration>,
     startup_timeout: Duration,
+    tasks_ahead: usize,
     max_frame_size: usize,
     initializer: Option<Result<PendingInit, Error>>,
 }
@@ -148,6 +149,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("timeout", &self.timeout)
             .field("startup_timeout", &self.startup_timeout)
+            .field("tasks_ahead", &self.tasks_ahead)
             .field("max_frame_size", &self.max_frame_size)
             .field(
                 "initializer",
@@ -214,6 +216,18 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Lets a busy worker hold up to `n` more tasks (small ones, up to 16 KiB encoded) behind the one it runs,
+    /// so that it starts the next one without waiting for the pool to read its result: much faster for many
+    /// tiny tasks. The price, as in CPython's process pool (which sends one task ahead): a task sent ahead is
+    /// marked running and can no longer be cancelled. Default 0: every queued task stays cancellable until a
+    /// worker starts it, as in the thread pool. At most 8.
+    ///
+    /// If a worker dies, only the task it was running fails; the ones it held go to other workers.
+    pub fn tasks_ahead(mut self, n: usize) -> Self {
+        self.tasks_ahead = n;
+        self
+    }
+
     /// The largest frame (an encoded argument or result plus a few bytes) either side accepts; larger ones are
     /// refused with [`Error::Protocol`]. Default 1 GiB; between 4 KiB and 4 GiB - 1.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
@@ -235,6 +249,11 @@ impl ProcessPoolBuilder {
         if self.max_tasks_per_child == Some(0) {
             return Err(Error::InvalidArgument(
                 "max_tasks_per_child must be at least 1".into(),
+            ));
+        }
+        if self.tasks_ahead > 8 {
+            return Err(Error::InvalidArgument(
+                "tasks_ahead must be at most 8".into(),
             ));
         }
         if !(4096..=u32::MAX as usize).contains(&self.max_frame_size) {
@@ -277,6 +296,7 @@ impl ProcessPoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             timeout: self.timeout,
             startup_timeout: self.startup_timeout,
+            ahead: self.tasks_ahead,
             max_frame: self.max_frame_size,
             initializer,
             exe,
@@ -329,6 +349,7 @@ impl ProcessPoolExecutor {
             max_tasks_per_child: None,
             timeout: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            tasks_ahead: 0,
             max_frame_size: DEFAULT_MAX_FRAME,
             initializer: None,
         }

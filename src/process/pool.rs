@@ -98,12 +98,29 @@ pub(crate) struct Job {
     pub(crate) started: bool,
 }
 
-/// A task a worker is running.
+/// A task sent to a worker: the first of a worker's tasks is running, the others wait in its socket.
 struct InFlight {
     id: u64,
     name: &'static str,
     timeout: Option<Duration>,
     pending: Box<dyn Pending>,
+    /// A copy of the frame of a task sent ahead (small frames only), or the frame of a task whose write failed:
+    /// what is needed to hand it to another worker if this one dies before starting it.
+    retry: Option<Vec<u8>>,
+    /// Its frame could not be written whole: the worker never started it.
+    unsent: bool,
+}
+
+/// Only frames up to this size are sent ahead of a running task: they fit in the socket's buffer, so writing one
+/// never waits for the worker (which may be busy writing a large result the pool has yet to read).
+const AHEAD_MAX: usize = 16 * 1024;
+
+/// The pool's end of a worker's socket, and the frames waiting to be written to it, in order.
+struct Conn {
+    stream: UnixStream,
+    outbox: Mutex<VecDeque<(u64, Vec<u8>)>>,
+    /// 1 while a thread is writing the outbox out: one writer at a time, so frames never interleave.
+    writing: AtomicUsize,
 }
 
 /// Decodes an initializer's result: `Err(reason)` if it failed.
@@ -123,6 +140,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) startup_timeout: Duration,
+    /// How many tasks a busy worker may hold beyond the one it runs (see `ProcessPoolBuilder::tasks_ahead`).
+    pub(crate) ahead: usize,
     pub(crate) max_frame: usize,
     pub(crate) initializer: Option<Initializer>,
     pub(crate) exe: PathBuf,
@@ -149,8 +168,10 @@ enum Phase {
 enum Stop {
     /// Its task ran past this timeout.
     Timeout(Duration),
-    /// `terminate_workers`, `kill_workers`, or a failed write.
+    /// A frame could not be written to it.
     Killed,
+    /// `terminate_workers` or `kill_workers`.
+    Terminated,
     /// It did not say hello within the startup timeout.
     Silent(Duration),
 }
@@ -160,9 +181,9 @@ const HELLO: u64 = u64::MAX;
 
 struct Worker {
     pid: u32,
-    conn: Arc<UnixStream>,
+    conn: Arc<Conn>,
     phase: Phase,
-    in_flight: Option<InFlight>,
+    in_flight: VecDeque<InFlight>,
     tasks_done: usize,
     stopping: Option<Stop>,
     /// Its reader is reaping it: it must not be signalled any more.
@@ -203,8 +224,8 @@ thread_local! {
     static CURRENT_POOL: std::cell::Cell<usize> = std::cell::Cell::new(0);
 }
 
-/// A frame to write to a worker once the state lock is released.
-type Outgoing = Option<(u64, Arc<UnixStream>, Vec<u8>)>;
+/// A worker whose outbox has frames to write once the state lock is released.
+type Outgoing = Option<(u64, Arc<Conn>)>;
 
 impl Shared {
     /// A pool with no workers yet; starts its manager thread.
@@ -256,54 +277,102 @@ impl Shared {
             return Err(Error::Shutdown);
         }
         state.queue.push_back(job);
-        let send = match state.idle.pop() {
-            Some(key) => self.dispatch(&mut state, key),
-            None => {
-                self.ensure_capacity(&mut state);
-                None
-            }
-        };
+        let send = self.place(&mut state);
         drop(state);
         self.send(send);
         Ok(())
     }
 
-    /// Gives worker `key` (ready for work) the next live job, or lets it idle, or retires it once the pool is
-    /// closed and drained. Returns the frame to write.
-    fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
-        if state.workers.get(&key).is_none_or(|w| w.stopping.is_some()) {
-            // Being killed (or gone): it takes nothing more.
+    /// Finds a worker for the job at the head of the queue: an idle one; else more workers if the pool may
+    /// grow; else a busy one with room to take it ahead.
+    fn place(&self, state: &mut State) -> Outgoing {
+        if let Some(key) = state.idle.pop() {
+            return self.dispatch(state, key);
+        }
+        if self.ensure_capacity(state) {
             return None;
         }
-        while let Some(job) = state.queue.pop_front() {
+        let small = state
+            .queue
+            .front()
+            .is_some_and(|job| job.frame.len() <= AHEAD_MAX);
+        let room = state
+            .workers
+            .iter()
+            .filter(|(_, w)| w.phase == Phase::Busy && w.stopping.is_none())
+            .filter(|(_, w)| w.in_flight.len() <= self.config.ahead)
+            .min_by_key(|(_, w)| w.in_flight.len())
+            .map(|(key, _)| *key);
+        match room {
+            Some(key) if small => self.dispatch(state, key),
+            _ => None,
+        }
+    }
+
+    /// Tops worker `key` up to `1 + ahead` tasks from the queue (within its `max_tasks_per_child` budget, and
+    /// only small frames ahead of a running task); a worker left with none idles, or retires once the pool is
+    /// closed. Returns the worker if frames were queued for it.
+    fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
+        let budget = self.config.max_tasks_per_child;
+        let mut sent = false;
+        loop {
+            let worker = state.workers.get(&key)?;
+            if worker.stopping.is_some() || !matches!(worker.phase, Phase::Idle | Phase::Busy) {
+                return None;
+            }
+            let held = worker.in_flight.len();
+            let spent = worker.tasks_done + held;
+            if held > self.config.ahead || budget.is_some_and(|max| spent >= max) {
+                break;
+            }
+            let Some(job) = state.queue.pop_front() else {
+                break;
+            };
+            if held > 0 && job.frame.len() > AHEAD_MAX {
+                state.queue.push_front(job);
+                break;
+            }
             if !job.started && !job.pending.start() {
                 continue;
             }
+            if held == 0
+                && let Some(timeout) = job.timeout
+            {
+                self.add_deadline(state, deadline_after(timeout), key, job.id);
+            }
             let Some(worker) = state.workers.get_mut(&key) else {
-                // Cannot happen: only the worker's reader removes it. Keep the job for another worker.
-                state.queue.push_front(job);
+                // Cannot happen (it was there above, under the same lock); keep the task for another worker.
+                state.queue.push_front(Job {
+                    started: true,
+                    ..job
+                });
                 return None;
             };
             worker.phase = Phase::Busy;
-            let conn = worker.conn.clone();
-            worker.in_flight = Some(InFlight {
+            worker.in_flight.push_back(InFlight {
                 id: job.id,
                 name: job.name,
                 timeout: job.timeout,
                 pending: job.pending,
+                retry: (held > 0).then(|| job.frame.clone()),
+                unsent: false,
             });
-            if let Some(timeout) = job.timeout {
-                self.add_deadline(state, deadline_after(timeout), key, job.id);
+            worker.conn.outbox.lock().push_back((job.id, job.frame));
+            sent = true;
+        }
+        let worker = state.workers.get_mut(&key)?;
+        if worker.in_flight.is_empty() {
+            if state.closed || budget.is_some_and(|max| worker.tasks_done >= max) {
+                Self::retire(state, key);
+            } else {
+                worker.phase = Phase::Idle;
+                if !state.idle.contains(&key) {
+                    state.idle.push(key);
+                }
             }
-            return Some((key, conn, job.frame));
         }
-        if state.closed {
-            Self::retire(state, key);
-        } else if let Some(worker) = state.workers.get_mut(&key) {
-            worker.phase = Phase::Idle;
-            state.idle.push(key);
-        }
-        None
+        let conn = state.workers.get(&key).map(|w| w.conn.clone())?;
+        sent.then_some((key, conn))
     }
 
     fn add_deadline(&self, state: &mut State, deadline: Instant, key: u64, id: u64) {
@@ -313,7 +382,7 @@ impl Shared {
             state.deadlines.retain(|Reverse((_, key, id))| {
                 workers.get(key).is_some_and(|w| {
                     (*id == HELLO && w.phase == Phase::Hello)
-                        || w.in_flight.as_ref().is_some_and(|task| task.id == *id)
+                        || w.in_flight.front().is_some_and(|task| task.id == *id)
                 })
             });
         }
@@ -321,15 +390,46 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Writes a frame to a worker. A worker that cannot take it is killed (its reader reaps it), and the task,
-    /// which it cannot have received whole, goes back to the front of the queue for another worker.
+    /// Writes out worker `key`'s outbox, unless another thread is already at it (that thread then writes these
+    /// frames too: a writer re-checks the outbox after its turn ends).
     fn send(&self, send: Outgoing) {
-        let Some((key, conn, frame)) = send else {
+        let Some((key, conn)) = send else {
             return;
         };
-        if write_frame(&*conn, &frame).is_ok() {
-            return;
+        loop {
+            // ORDERING: Acquire pairs with the Release store that ends the previous writer's turn, so its writes
+            // to the socket happen before ours.
+            if conn
+                .writing
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return;
+            }
+            let mut failed = None;
+            loop {
+                let next = conn.outbox.lock().pop_front();
+                let Some((id, frame)) = next else {
+                    break;
+                };
+                if failed.is_none() && write_frame(&conn.stream, &frame).is_err() {
+                    failed = Some((id, frame));
+                }
+            }
+            // ORDERING: Release ends this turn; pairs with the Acquire of the next writer's exchange.
+            conn.writing.store(0, Ordering::Release);
+            if let Some((id, frame)) = failed {
+                self.write_failed(key, id, frame);
+            }
+            if conn.outbox.lock().is_empty() {
+                return;
+            }
         }
+    }
+
+    /// A frame could not be written to worker `key`: it and the tasks after it never reached the worker whole.
+    /// The worker is killed; its reader hands those tasks to other workers.
+    fn write_failed(&self, key: u64, id: u64, frame: Vec<u8>) {
         let mut state = self.state.lock();
         let Some(worker) = state.workers.get_mut(&key) else {
             return;
@@ -338,26 +438,17 @@ impl Shared {
             signal(worker.pid, Signal::KILL);
         }
         worker.stopping.get_or_insert(Stop::Killed);
-        let Some(task) = worker.in_flight.take() else {
-            return;
-        };
-        state.queue.push_front(Job {
-            id: task.id,
-            name: task.name,
-            frame,
-            timeout: task.timeout,
-            pending: task.pending,
-            started: true,
-        });
-        let retry = match state.idle.pop() {
-            Some(key) => self.dispatch(&mut state, key),
-            None => {
-                self.ensure_capacity(&mut state);
-                None
+        let mut frame = Some(frame);
+        let mut after = false;
+        for task in worker.in_flight.iter_mut() {
+            if task.id == id {
+                after = true;
+                task.retry = task.retry.take().or_else(|| frame.take());
             }
-        };
-        drop(state);
-        self.send(retry);
+            if after {
+                task.unsent = true;
+            }
+        }
     }
 
     /// Tells worker `key` to exit: it gets no more work and sees end of stream.
@@ -365,12 +456,13 @@ impl Shared {
         if let Some(worker) = state.workers.get_mut(&key) {
             worker.phase = Phase::Retiring;
             // Fails only if the worker is already gone; its reader sees that too.
-            let _ = worker.conn.shutdown(Shutdown::Write);
+            let _ = worker.conn.stream.shutdown(Shutdown::Write);
         }
     }
 
-    /// Asks the manager for workers if jobs wait and fewer than `max_workers` are alive or starting.
-    fn ensure_capacity(&self, state: &mut State) {
+    /// Asks the manager for workers if jobs wait and fewer than `max_workers` are alive or starting. Returns
+    /// whether the workers starting will take every queued job.
+    fn ensure_capacity(&self, state: &mut State) -> bool {
         let starting = state.pending_spawns + state.spawning;
         let mut ready_soon = starting;
         let mut capacity = starting;
@@ -391,6 +483,7 @@ impl Shared {
             state.pending_spawns += want;
             self.wake.notify_one();
         }
+        state.queue.len() <= ready_soon + want
     }
 
     /// Marks the pool broken: later submits fail with `error`, and so does every queued job (returned, to be
@@ -439,7 +532,7 @@ impl Shared {
         let mut state = self.state.lock();
         for worker in state.workers.values_mut() {
             if !worker.reaping {
-                worker.stopping.get_or_insert(Stop::Killed);
+                worker.stopping.get_or_insert(Stop::Terminated);
                 signal(worker.pid, sig);
             }
         }
@@ -518,7 +611,7 @@ impl Shared {
                         worker.stopping = Some(Stop::Silent(self.config.startup_timeout));
                         signal(worker.pid, Signal::KILL);
                     }
-                } else if let Some(task) = &worker.in_flight
+                } else if let Some(task) = worker.in_flight.front()
                     && task.id == id
                 {
                     worker.stopping = Some(Stop::Timeout(task.timeout.unwrap_or_default()));
@@ -554,14 +647,18 @@ impl Shared {
         let pid = child.id();
         let key = state.next_worker;
         state.next_worker += 1;
-        let conn = Arc::new(conn);
+        let conn = Arc::new(Conn {
+            stream: conn,
+            outbox: Mutex::new(VecDeque::new()),
+            writing: AtomicUsize::new(0),
+        });
         state.workers.insert(
             key,
             Worker {
                 pid,
                 conn: conn.clone(),
                 phase: Phase::Hello,
-                in_flight: None,
+                in_flight: VecDeque::new(),
                 tasks_done: 0,
                 stopping: None,
                 reaping: false,
@@ -609,10 +706,10 @@ impl Shared {
     }
 
     /// A worker's reader thread: handles its frames until it ends, then reaps it and settles its task.
-    fn read(self: Arc<Self>, key: u64, mut child: Child, conn: Arc<UnixStream>) {
+    fn read(self: Arc<Self>, key: u64, mut child: Child, conn: Arc<Conn>) {
         CURRENT_POOL.with(|current| current.set(Arc::as_ptr(&self) as usize));
         let pid = child.id();
-        let mut input = BufReader::with_capacity(64 * 1024, &*conn);
+        let mut input = BufReader::with_capacity(64 * 1024, &conn.stream);
         let fault = loop {
             match read_frame(&mut input, self.config.max_frame) {
                 Ok(body) => {
@@ -621,7 +718,13 @@ impl Shared {
                     }
                 }
                 Err(ReadError::Eof) => break None,
-                Err(ReadError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // A worker that dies with frames unread in its socket resets the connection.
+                Err(ReadError::Io(error))
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     break None;
                 }
                 Err(error) => {
@@ -646,18 +749,53 @@ impl Shared {
         };
         let mut state = self.state.lock();
         let mut failed: Vec<(Box<dyn Pending>, Error)> = Vec::new();
+        let mut send = Vec::new();
         if let Some(mut worker) = state.workers.remove(&key) {
             state.idle.retain(|k| *k != key);
-            if let Some(task) = worker.in_flight.take() {
-                let error = match (&fault, worker.stopping) {
-                    (Some(fault), _) => fault.clone(),
-                    (None, Some(Stop::Timeout(timeout))) => Error::TaskTimeout { timeout },
-                    (None, _) => Error::WorkerDied {
-                        pid,
-                        reason: reason.clone(),
-                    },
+            // The first task was running (unless it never arrived whole); the others never started.
+            let mut unstarted = Vec::new();
+            if let Some(task) = worker.in_flight.pop_front() {
+                if task.unsent {
+                    unstarted.push(task);
+                } else {
+                    let error = match (&fault, worker.stopping) {
+                        (Some(fault), _) => fault.clone(),
+                        (None, Some(Stop::Timeout(timeout))) => Error::TaskTimeout { timeout },
+                        (None, _) => Error::WorkerDied {
+                            pid,
+                            reason: reason.clone(),
+                        },
+                    };
+                    failed.push((task.pending, error));
+                }
+            }
+            unstarted.extend(worker.in_flight.drain(..));
+            // Back to the front of the queue, in order, for other workers; unless the pool is broken, or being
+            // stopped by `terminate_workers`/`kill_workers` (which cancel what has not started).
+            for task in unstarted.into_iter().rev() {
+                let refusal = match (&state.broken, worker.stopping) {
+                    (Some(error), _) => Some(error.clone()),
+                    (None, Some(Stop::Terminated)) => Some(Error::Cancelled),
+                    _ => None,
                 };
-                failed.push((task.pending, error));
+                match (refusal, task.retry) {
+                    (None, Some(frame)) => state.queue.push_front(Job {
+                        id: task.id,
+                        name: task.name,
+                        frame,
+                        timeout: task.timeout,
+                        pending: task.pending,
+                        started: true,
+                    }),
+                    (Some(error), _) => failed.push((task.pending, error)),
+                    (None, None) => failed.push((
+                        task.pending,
+                        Error::WorkerDied {
+                            pid,
+                            reason: reason.clone(),
+                        },
+                    )),
+                }
             }
             if matches!(worker.phase, Phase::Hello | Phase::Init) && !state.closed {
                 let reason = match (worker.phase, worker.stopping) {
@@ -677,10 +815,19 @@ impl Shared {
                 failed.extend(jobs.into_iter().map(|job| (job.pending, error.clone())));
             }
         }
+        while !state.queue.is_empty() {
+            match self.place(&mut state) {
+                Some(outgoing) => send.push(outgoing),
+                None => break,
+            }
+        }
         self.ensure_capacity(&mut state);
         self.wake.notify_one();
         self.changed.notify_all();
         drop(state);
+        for outgoing in send {
+            self.send(Some(outgoing));
+        }
         for (pending, error) in failed {
             pending.fail(error);
         }
@@ -722,9 +869,15 @@ impl Shared {
                 let send = match &self.config.initializer {
                     Some(init) if wanted => state.workers.get_mut(&key).map(|worker| {
                         worker.phase = Phase::Init;
-                        (key, worker.conn.clone(), init.frame.clone())
+                        worker.conn.outbox.lock().push_back((0, init.frame.clone()));
+                        (key, worker.conn.clone())
                     }),
-                    _ => self.dispatch(&mut state, key),
+                    _ => {
+                        if let Some(worker) = state.workers.get_mut(&key) {
+                            worker.phase = Phase::Idle;
+                        }
+                        self.dispatch(&mut state, key)
+                    }
                 };
                 drop(state);
                 self.send(send);
@@ -746,6 +899,9 @@ impl Shared {
                     };
                     match outcome {
                         Ok(()) => {
+                            if let Some(worker) = state.workers.get_mut(&key) {
+                                worker.phase = Phase::Idle;
+                            }
                             let send = self.dispatch(&mut state, key);
                             drop(state);
                             self.send(send);
@@ -766,28 +922,33 @@ impl Shared {
                     return Ok(());
                 }
                 let matches = worker.phase == Phase::Busy
-                    && worker.in_flight.as_ref().is_some_and(|task| task.id == id);
+                    && worker.in_flight.front().is_some_and(|task| task.id == id);
                 if !matches {
                     return Err(Error::Protocol(format!(
                         "worker process {pid} answered task {id}, which it was not running"
                     )));
                 }
-                let task = worker.in_flight.take();
+                let task = worker.in_flight.pop_front();
                 worker.tasks_done += 1;
-                let send = if worker.stopping.is_some() {
-                    // Being killed: it gets no more work.
-                    None
-                } else if self
-                    .config
-                    .max_tasks_per_child
-                    .is_some_and(|max| worker.tasks_done >= max)
-                {
-                    Self::retire(&mut state, key);
-                    self.ensure_capacity(&mut state);
+                let stopping = worker.stopping.is_some();
+                // The task sent ahead, if any, starts now: its time limit counts from here.
+                let next = worker.in_flight.front().map(|next| (next.id, next.timeout));
+                if !stopping && let Some((next_id, Some(timeout))) = next {
+                    self.add_deadline(&mut state, deadline_after(timeout), key, next_id);
+                }
+                // A worker being killed gets no more work; one that used up its budget retires in `dispatch`.
+                let send = if stopping {
                     None
                 } else {
                     self.dispatch(&mut state, key)
                 };
+                if state
+                    .workers
+                    .get(&key)
+                    .is_some_and(|w| w.phase == Phase::Retiring)
+                {
+                    self.ensure_capacity(&mut state);
+                }
                 drop(state);
                 self.send(send);
                 if let Some(task) = task {
