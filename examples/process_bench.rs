@@ -37,6 +37,10 @@ if __name__ == "__main__":
         for _ in range(SUBMITS):
             pool.submit(noop).result()
         per_submit = (time.perf_counter() - t) / SUBMITS * 1e6
+        t = time.perf_counter()
+        for f in [pool.submit(noop) for _ in range(SUBMITS)]:
+            f.result()
+        per_batch = (time.perf_counter() - t) / SUBMITS * 1e6
         list(pool.map(ident, range(10000), chunksize=1000))
         t = time.perf_counter()
         out = list(pool.map(ident, range(MAP_ITEMS), chunksize=1000))
@@ -46,11 +50,13 @@ if __name__ == "__main__":
     with ProcessPoolExecutor(4) as pool:
         pool.submit(noop).result()
     lifecycle = (time.perf_counter() - t) * 1e3
-    print(f"{per_submit:.1f} {per_item:.3f} {lifecycle:.1f}")
+    print(f"{per_submit:.1f} {per_batch:.1f} {per_item:.3f} {lifecycle:.1f}")
 "#;
 
 struct Figures {
     per_submit_us: f64,
+    per_batch_us: f64,
+    per_batch_ahead_us: f64,
     per_item_us: f64,
     lifecycle_ms: f64,
 }
@@ -63,6 +69,7 @@ fn rust() -> Result<Figures, Error> {
         pool.submit(noop, ())?.into_result()?;
     }
     let per_submit_us = micros(started.elapsed()) / f64::from(SUBMITS);
+    let per_batch_us = batch(&pool)?;
 
     let options = MapOptions::new().chunksize(1000);
     pool.map_with(ident, 0..10_000, options)?.for_each(drop);
@@ -75,6 +82,14 @@ fn rust() -> Result<Figures, Error> {
     assert_eq!(last, MAP_ITEMS - 1);
     pool.shutdown(true);
 
+    let ahead = ProcessPoolExecutor::builder()
+        .max_workers(WORKERS)
+        .tasks_ahead(1)
+        .build()?;
+    ahead.submit(noop, ())?.into_result()?;
+    let per_batch_ahead_us = batch(&ahead)?;
+    ahead.shutdown(true);
+
     let started = Instant::now();
     let pool = ProcessPoolExecutor::new(4)?;
     pool.submit(noop, ())?.into_result()?;
@@ -82,9 +97,23 @@ fn rust() -> Result<Figures, Error> {
     let lifecycle_ms = micros(started.elapsed()) / 1000.0;
     Ok(Figures {
         per_submit_us,
+        per_batch_us,
+        per_batch_ahead_us,
         per_item_us,
         lifecycle_ms,
     })
+}
+
+/// Submits `SUBMITS` no-op tasks keeping the futures, then waits each: microseconds per task.
+fn batch(pool: &ProcessPoolExecutor) -> Result<f64, Error> {
+    let started = Instant::now();
+    let futures = (0..SUBMITS)
+        .map(|_| pool.submit(noop, ()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for future in futures {
+        future.into_result()?;
+    }
+    Ok(micros(started.elapsed()) / f64::from(SUBMITS))
 }
 
 fn python() -> Option<Figures> {
@@ -102,8 +131,10 @@ fn python() -> Option<Figures> {
         .filter_map(|s| s.parse().ok())
         .collect();
     match numbers[..] {
-        [per_submit_us, per_item_us, lifecycle_ms] => Some(Figures {
+        [per_submit_us, per_batch_us, per_item_us, lifecycle_ms] => Some(Figures {
             per_submit_us,
+            per_batch_us,
+            per_batch_ahead_us: per_batch_us,
             per_item_us,
             lifecycle_ms,
         }),
@@ -135,6 +166,18 @@ fn main() -> Result<(), Error> {
         "submit + result, us per task",
         ours.per_submit_us,
         python(|f| f.per_submit_us, 1)
+    );
+    println!(
+        "{:<48} {:>18.1} {:>20}",
+        "submit all, then wait each: us per task",
+        ours.per_batch_us,
+        python(|f| f.per_batch_us, 1)
+    );
+    println!(
+        "{:<48} {:>18.1} {:>20}",
+        "  the same with tasks_ahead(1)",
+        ours.per_batch_ahead_us,
+        python(|f| f.per_batch_ahead_us, 1)
     );
     println!(
         "{:<48} {:>18.3} {:>20}",
