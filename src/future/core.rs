@@ -1,29 +1,33 @@
 //! The future's shared cell: one atomic state word, the outcome slot, and the slow path (callbacks, waiters).
 //!
 //! # The state word
-//! Bits 0-2 hold the phase (`PENDING`, `RUNNING`, `COMPLETING`, `FINISHED`, `CANCELLED`); bit `WAITING` says the
+//! Bits 0-2 hold the phase (`PENDING`, `RUNNING`, `COMPLETING`, `FINISHED`, `CANCELLED`); `WAITING` says the
 //! slow-path list may hold entries; `NOTIFYING` says the completer is still running callbacks and holds a handle
-//! of its own; `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an error.
-//! The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles.
+//! of its own; `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an error;
+//! `TAKEN` says the outcome was moved out; `JOB` says a task cell still holds its closure; `LOCKED` is the
+//! slow-path lock. The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles.
+//!
+//! Keeping all of this in one word keeps a pending no-op task to one 48-byte allocation: no separate mutex,
+//! and the outcome and job slots carry no discriminants of their own.
 //!
 //! # Happens-before
 //! - Writing the outcome happens before any read of it: the completer writes the slot while it alone holds the
 //!   `COMPLETING` phase, then publishes `FINISHED` with `Release`; readers load the state with `Acquire` and read
 //!   the slot only once they see `FINISHED`.
-//! - No wake-up is lost: a waiter sets `WAITING` and pushes its entry while holding the slow-path lock, after
-//!   which it re-checks the phase it got back from that same read-modify-write. A completer whose publishing
+//! - No wake-up is lost: a waiter sets `WAITING` in the same read-modify-write that takes the slow-path lock,
+//!   and pushes its entry only if that read-modify-write saw the future unfinished. A completer whose publishing
 //!   read-modify-write saw `WAITING` takes the lock before draining, so it sees every entry pushed before its
-//!   publish; an entry pushed after it sees the finished phase and is never pushed.
+//!   publish; an entry whose registration comes after the publish sees the finished phase and is never pushed.
 //! - Every callback runs exactly once: the list is drained under the lock, and a callback added after the
 //!   future is done runs at once in the adding thread instead of being pushed.
 
-use std::mem;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::task::Waker;
 
 use super::Future;
 use super::waiter::Waiter;
 use crate::Error;
-use crate::sync::{Arc, AtomicUsize, LeakToken, Mutex, Ordering, UnsafeCell, mutant};
+use crate::sync::{Arc, AtomicUsize, Backoff, LeakToken, Ordering, UnsafeCell, mutant};
 use crate::unwind;
 
 pub(crate) const PHASE: usize = 0b111;
@@ -36,7 +40,10 @@ pub(crate) const WAITING: usize = 1 << 3;
 pub(crate) const NOTIFYING: usize = 1 << 4;
 pub(crate) const SETTLE_WAIT: usize = 1 << 5;
 pub(crate) const FAILED: usize = 1 << 6;
-pub(crate) const ONE_HANDLE: usize = 1 << 8;
+const TAKEN: usize = 1 << 7;
+const JOB: usize = 1 << 8;
+const LOCKED: usize = 1 << 9;
+pub(crate) const ONE_HANDLE: usize = 1 << 10;
 
 /// Whether a state word is in a final phase.
 pub(crate) fn is_done(state: usize) -> bool {
@@ -61,17 +68,24 @@ pub(crate) enum Entry<T> {
     Waker(Waker),
 }
 
+/// The outcome as stored: errors are boxed, so the slot of a `Future<()>` is one pointer.
+type Outcome<T> = Result<T, Box<Error>>;
+
 /// The state every future has, whatever produces its outcome.
 pub(crate) struct Core<T> {
     state: AtomicUsize,
-    slow: Mutex<Vec<Entry<T>>>,
-    outcome: UnsafeCell<Option<Result<T, Error>>>,
+    /// Registered entries; touched only while holding the `LOCKED` bit. Allocated on first registration, and
+    /// boxed so that a future no one waits on pays one pointer for it, not a `Vec`'s three words.
+    #[allow(clippy::box_collection)]
+    slow: UnsafeCell<Option<Box<Vec<Entry<T>>>>>,
+    /// Initialised iff the phase is `FINISHED` and `TAKEN` is clear (or while `COMPLETING`, by the completer).
+    outcome: UnsafeCell<MaybeUninit<Outcome<T>>>,
     _leak: LeakToken,
 }
 
 // SAFETY: the outcome slot is written only by the thread holding the COMPLETING phase (or by `take_outcome`,
-// which requires the only handle), and read only after FINISHED is published; moving a `T` across threads needs
-// `T: Send`, and shared `&T` from several handles on several threads needs `T: Sync`.
+// which requires the only handle), and read only after FINISHED is published; the slow list only under the
+// LOCKED bit. Moving a `T` across threads needs `T: Send`, and shared `&T` from several threads needs `T: Sync`.
 unsafe impl<T: Send + Sync> Sync for Core<T> {}
 // SAFETY: as above; all other fields are Send.
 unsafe impl<T: Send> Send for Core<T> {}
@@ -80,8 +94,8 @@ unsafe impl<T: Send> Send for Core<T> {}
 pub(crate) trait Cell<T>: Send + Sync {
     fn core(&self) -> &Core<T>;
 
-    /// Drops the job without running it. Called once, by whoever moved the future out of `PENDING` other than by
-    /// starting it (a cancel, or a result set from outside), so it has the job slot to itself.
+    /// Drops the job without running it. Called only by a thread that cleared the `JOB` bit in the same
+    /// read-modify-write that moved the future out of `PENDING`, so it has the job slot to itself.
     fn discard_job(&self) {}
 }
 
@@ -91,13 +105,49 @@ impl<T: Send + Sync> Cell<T> for Core<T> {
     }
 }
 
+/// The slow-path list, borrowed while the `LOCKED` bit is held; dropping it releases the lock.
+struct SlowGuard<'a, T> {
+    core: &'a Core<T>,
+}
+
+impl<T> SlowGuard<'_, T> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Vec<Entry<T>>) -> R) -> R {
+        self.core.slow.with_mut(|slow| {
+            // SAFETY: this guard holds the LOCKED bit, so no other thread touches the list.
+            let slow = unsafe { &mut *slow };
+            f(slow.get_or_insert_with(Default::default))
+        })
+    }
+
+    fn take(&mut self) -> Vec<Entry<T>> {
+        self.core.slow.with_mut(|slow| {
+            // SAFETY: as in `with`.
+            unsafe { (*slow).take() }.map_or_else(Vec::new, |list| *list)
+        })
+    }
+}
+
+impl<T> Drop for SlowGuard<'_, T> {
+    fn drop(&mut self) {
+        // ORDERING: Release: the list changes made under the lock happen before the next holder's Acquire.
+        self.core.state.fetch_and(!LOCKED, Ordering::Release);
+    }
+}
+
 impl<T> Core<T> {
-    /// A core in phase `phase` with `handles` user handles counted.
+    /// A core in phase `phase` (which may carry `JOB`) with `handles` user handles counted.
     pub(crate) fn new(phase: usize, handles: usize, outcome: Option<Result<T, Error>>) -> Self {
+        let flags = match &outcome {
+            Some(Err(_)) => FAILED,
+            _ => 0,
+        };
         Core {
-            state: AtomicUsize::new(phase | (handles * ONE_HANDLE)),
-            slow: Mutex::new(Vec::new()),
-            outcome: UnsafeCell::new(outcome),
+            state: AtomicUsize::new(phase | flags | (handles * ONE_HANDLE)),
+            slow: UnsafeCell::new(None),
+            outcome: UnsafeCell::new(match outcome {
+                Some(outcome) => MaybeUninit::new(outcome.map_err(Box::new)),
+                None => MaybeUninit::uninit(),
+            }),
             _leak: LeakToken::new(),
         }
     }
@@ -119,12 +169,48 @@ impl<T> Core<T> {
         self.state.fetch_sub(ONE_HANDLE, Ordering::Release);
     }
 
+    /// Takes the slow-path lock, also setting `extra` bits, unless `give_up(state)` says otherwise first (then
+    /// returns that state without locking).
+    fn lock_slow(
+        &self,
+        extra: usize,
+        give_up: impl Fn(usize) -> bool,
+    ) -> Result<(usize, SlowGuard<'_, T>), usize> {
+        let mut backoff = Backoff::new();
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if give_up(state) {
+                return Err(state);
+            }
+            if state & LOCKED == 0 {
+                // ORDERING: Acquire takes the lock (pairs with the Release in `SlowGuard::drop`) and sees a
+                // published outcome; Release makes `extra` (WAITING) visible to the completer's publish.
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | LOCKED | extra,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok((state, SlowGuard { core: self })),
+                    Err(actual) => {
+                        state = actual;
+                        continue;
+                    }
+                }
+            }
+            backoff.snooze();
+            state = self.state.load(Ordering::Acquire);
+        }
+    }
+
     /// Moves `PENDING` to `RUNNING` (Python's `set_running_or_notify_cancel`): `Ok(false)` if it was cancelled.
-    pub(crate) fn try_start(&self) -> Result<bool, Error> {
+    /// With `take_job`, also clears `JOB`: the caller then owns the job slot.
+    fn start(&self, take_job: bool) -> Result<bool, Error> {
         let mut state = self.load();
         if mutant("start_race") && state & PHASE == PENDING {
             // Mutant: check-then-act instead of compare-and-swap, so a cancel can win in between.
-            self.state.store((state & !PHASE) | RUNNING, Ordering::Release);
+            let next = (state & !(PHASE | if take_job { JOB } else { 0 })) | RUNNING;
+            self.state.store(next, Ordering::Release);
             return Ok(true);
         }
         loop {
@@ -136,11 +222,12 @@ impl<T> Core<T> {
                 }
                 _ => return Err(Error::InvalidState("the future is already finished".into())),
             }
+            let next = (state & !(PHASE | if take_job { JOB } else { 0 })) | RUNNING;
             // ORDERING: Acquire on success: the job's captured state was published by the submitter through the
             // queue; nothing is published by this transition itself.
             match self.state.compare_exchange_weak(
                 state,
-                (state & !PHASE) | RUNNING,
+                next,
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
@@ -150,8 +237,13 @@ impl<T> Core<T> {
         }
     }
 
+    /// Python's `set_running_or_notify_cancel`, for executors driving the producer side.
+    pub(crate) fn try_start(&self) -> Result<bool, Error> {
+        self.start(false)
+    }
+
     /// Claims the right to write the outcome: `PENDING` (or, with `from_running`, `RUNNING`) to `COMPLETING`.
-    /// Returns the phase it left.
+    /// Returns the state it left (leaving `PENDING` also clears `JOB`, handing the job slot to the caller).
     fn claim_completion(&self, from_running: bool) -> Result<usize, Error> {
         let mut state = self.load();
         loop {
@@ -166,14 +258,15 @@ impl<T> Core<T> {
                     ));
                 }
             }
+            let job = if state & PHASE == PENDING { JOB } else { 0 };
             // ORDERING: Acquire: the claimant only writes the outcome slot, which no one reads before FINISHED.
             match self.state.compare_exchange_weak(
                 state,
-                (state & !PHASE) | COMPLETING,
+                (state & !(PHASE | job)) | COMPLETING,
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(state & PHASE),
+                Ok(_) => return Ok(state),
                 Err(actual) => state = actual,
             }
         }
@@ -189,8 +282,8 @@ impl<T> Core<T> {
                 next += NOTIFYING + ONE_HANDLE;
             }
             // ORDERING: Release publishes the outcome written under COMPLETING (and the job's effects); Acquire
-            // pairs with the Release of `register`'s read-modify-write so the notifier sees the entries' pushes
-            // through the slow-path lock it takes next.
+            // pairs with the Release of `register`'s lock-taking read-modify-write, so the notifier sees the
+            // entries through the lock it takes next.
             match self
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
@@ -204,54 +297,63 @@ impl<T> Core<T> {
     /// Registers `entry` unless the future is already done, in which case the entry is handed back.
     pub(crate) fn register(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
         if mutant("lost_callback") && matches!(entry, Entry::Callback(_)) {
-            // Mutant: checks for completion outside the lock and then pushes without re-checking, so a callback
-            // added while the future completes is never run.
+            // Mutant: checks for completion before taking the lock, then pushes without re-checking, so a
+            // callback added while the future completes is never run.
             if is_done(self.load()) {
                 return Err(entry);
             }
-            let mut slow = self.slow.lock();
-            self.state.fetch_or(WAITING, Ordering::AcqRel);
-            slow.push(entry);
+            let (_, mut slow) = self
+                .lock_slow(WAITING, |_| false)
+                .unwrap_or_else(|_| unreachable!());
+            slow.with(|list| list.push(entry));
             return Ok(());
         }
         if mutant("lost_waker") && matches!(entry, Entry::Waker(_)) {
             // Mutant: registers the waker without looking at the state, so a completion that already drained
             // the list never wakes it.
-            self.slow.lock().push(entry);
+            let (_, mut slow) = self
+                .lock_slow(0, |_| false)
+                .unwrap_or_else(|_| unreachable!());
+            slow.with(|list| list.push(entry));
             return Ok(());
         }
-        let mut slow = self.slow.lock();
-        // ORDERING: AcqRel: Acquire so that a done phase seen here makes the outcome visible; Release pairs with
-        // the completer's publish.
-        let state = self.state.fetch_or(WAITING, Ordering::AcqRel);
-        if is_done(state) {
+        let Ok((_, mut slow)) = self.lock_slow(WAITING, is_done) else {
             return Err(entry);
-        }
-        if let Entry::Waker(waker) = &entry {
-            slow.retain(|e| !matches!(e, Entry::Waker(w) if w.will_wake(waker)));
-        }
-        slow.push(entry);
+        };
+        slow.with(|list| {
+            if let Entry::Waker(waker) = &entry {
+                list.retain(|e| !matches!(e, Entry::Waker(w) if w.will_wake(waker)));
+            }
+            list.push(entry);
+        });
         Ok(())
     }
 
     /// Registers `entry` to be told when the notifier has finished running callbacks; hands it back if it already
     /// has (or never had to).
     pub(crate) fn register_settle(&self, entry: Entry<T>) -> Result<(), Entry<T>> {
-        let mut slow = self.slow.lock();
-        // ORDERING: AcqRel, as in `register`; pairs with the notifier's clearing of NOTIFYING.
-        let state = self.state.fetch_or(SETTLE_WAIT, Ordering::AcqRel);
-        if state & NOTIFYING == 0 {
+        let Ok((_, mut slow)) = self.lock_slow(SETTLE_WAIT, |state| state & NOTIFYING == 0) else {
             return Err(entry);
-        }
-        slow.push(entry);
+        };
+        slow.with(|list| list.push(entry));
         Ok(())
     }
 
     /// Removes `waiter`'s entries (a wait that timed out).
     pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) {
-        self.slow
-            .lock()
-            .retain(|e| !matches!(e, Entry::Waiter(w, _) if Arc::ptr_eq(w, waiter)));
+        if let Ok((_, mut slow)) = self.lock_slow(0, |_| false) {
+            slow.with(|list| {
+                list.retain(|e| !matches!(e, Entry::Waiter(w, _) if Arc::ptr_eq(w, waiter)))
+            });
+        }
+    }
+
+    /// Drains the slow-path list.
+    fn drain(&self) -> Vec<Entry<T>> {
+        match self.lock_slow(0, |_| false) {
+            Ok((_, mut slow)) => slow.take(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Reads the outcome of a finished future.
@@ -259,17 +361,17 @@ impl<T> Core<T> {
         let state = self.load();
         match state & PHASE {
             CANCELLED => Err(Error::Cancelled),
-            FINISHED => self.outcome.with(|slot| {
+            FINISHED if state & TAKEN == 0 => self.outcome.with(|slot| {
                 // SAFETY: FINISHED was seen with Acquire, so the slot's write happened before; it is written again
                 // only by `take_outcome`, which needs the only handle, and `&self` is borrowed from a handle.
-                match unsafe { &*slot } {
-                    Some(Ok(value)) => Ok(value),
-                    Some(Err(error)) => Err(error.clone()),
-                    None => Err(Error::InvalidState(
-                        "the result was moved out of the future".into(),
-                    )),
+                match unsafe { (*slot).assume_init_ref() } {
+                    Ok(value) => Ok(value),
+                    Err(error) => Err((**error).clone()),
                 }
             }),
+            FINISHED => Err(Error::InvalidState(
+                "the result was moved out of the future".into(),
+            )),
             _ => Err(Error::InvalidState("the future is not done".into())),
         }
     }
@@ -279,7 +381,12 @@ impl<T> Core<T> {
         let state = self.load();
         match state & PHASE {
             CANCELLED => return Err(Error::Cancelled),
-            FINISHED => {}
+            FINISHED if state & TAKEN == 0 => {}
+            FINISHED => {
+                return Err(Error::InvalidState(
+                    "the result was moved out of the future".into(),
+                ));
+            }
             _ => return Err(Error::InvalidState("the future is not done".into())),
         }
         if state & NOTIFYING != 0 || handles(state) != 1 {
@@ -289,18 +396,29 @@ impl<T> Core<T> {
                 handles(state).saturating_sub(1)
             )));
         }
+        // ORDERING: Relaxed: only this, the only handle, reads or writes the slot from now on.
+        self.state.fetch_or(TAKEN, Ordering::Relaxed);
         self.outcome
             .with_mut(|slot| {
-                // SAFETY: FINISHED and NOTIFYING clear were seen with Acquire, and this is the only handle: every other
-                // handle's drop (Release) happened before, so no `&T` from `read` is alive, and the completer no
-                // longer touches the slot.
-                unsafe { (*slot).take() }
+                // SAFETY: FINISHED without TAKEN was seen with Acquire and NOTIFYING is clear, and this is the only
+                // handle: every other handle's drop (Release) happened before, so no `&T` from `read` is alive, and the
+                // completer no longer touches the slot. TAKEN is now set, so nothing reads or drops it again.
+                unsafe { (*slot).assume_init_read() }
             })
-            .unwrap_or_else(|| {
-                Err(Error::InvalidState(
-                    "the result was moved out of the future".into(),
-                ))
-            })
+            .map_err(|error| *error)
+    }
+}
+
+impl<T> Drop for Core<T> {
+    fn drop(&mut self) {
+        let state = self.state.load(Ordering::Acquire);
+        if state & PHASE == FINISHED && state & TAKEN == 0 {
+            self.outcome.with_mut(|slot| {
+                // SAFETY: FINISHED without TAKEN means the slot is initialised; `&mut self` means no one else
+                // can reach it.
+                unsafe { (*slot).assume_init_drop() }
+            });
+        }
     }
 }
 
@@ -320,7 +438,7 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
 ) -> Result<(), Error> {
     let core = cell.core();
     let left = core.claim_completion(from_running)?;
-    if left == PENDING {
+    if left & PHASE == PENDING && left & JOB != 0 {
         cell.discard_job();
     }
     let phase = if outcome.is_ok() {
@@ -330,7 +448,7 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
     };
     core.outcome.with_mut(|slot| {
         // SAFETY: this thread holds the COMPLETING phase, which no other thread can leave or read the slot in.
-        unsafe { *slot = Some(outcome) }
+        unsafe { *slot = MaybeUninit::new(outcome.map_err(Box::new)) }
     });
     if mutant("lost_wakeup") {
         // Mutant: looks for waiters before publishing, so one that registers in between is never woken.
@@ -358,8 +476,11 @@ pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool 
     let mut state = core.load();
     if mutant("cancel_race") && state & PHASE == PENDING {
         // Mutant: check-then-act instead of compare-and-swap, so a worker can start the task in between.
-        core.state.store((state & !PHASE) | COMPLETING, Ordering::Release);
-        cell.discard_job();
+        core.state
+            .store((state & !(PHASE | JOB)) | COMPLETING, Ordering::Release);
+        if state & JOB != 0 {
+            cell.discard_job();
+        }
         if core.publish(CANCELLED) & WAITING != 0 {
             notify(cell);
         }
@@ -371,18 +492,23 @@ pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool 
             CANCELLED => return true,
             _ => return false,
         }
-        let mut next = (state & !PHASE) | CANCELLED;
+        let mut next = (state & !(PHASE | JOB)) | CANCELLED;
         if state & WAITING != 0 {
             next += NOTIFYING + ONE_HANDLE;
         }
         // ORDERING: AcqRel on success: Acquire so the job slot, written by the submitter, is ours to drop (no one
         // touches it once the phase is CANCELLED); Release pairs with readers of the phase, as in `publish`.
-        match core.state.compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire) {
+        match core
+            .state
+            .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => break,
             Err(actual) => state = actual,
         }
     }
-    cell.discard_job();
+    if state & JOB != 0 {
+        cell.discard_job();
+    }
     if state & WAITING != 0 {
         notify(cell);
     }
@@ -393,7 +519,7 @@ pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool 
 /// the order they were added, then clears `NOTIFYING` and tells whoever waits for that.
 fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
     let core = cell.core();
-    let entries = mem::take(&mut *core.slow.lock());
+    let entries = core.drain();
     let mut callbacks = Vec::new();
     for entry in entries {
         match entry {
@@ -418,7 +544,7 @@ fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
         .state
         .fetch_and(!(NOTIFYING | SETTLE_WAIT), Ordering::AcqRel);
     if previous & SETTLE_WAIT != 0 {
-        let entries = mem::take(&mut *core.slow.lock());
+        let entries = core.drain();
         for entry in entries {
             match entry {
                 Entry::Waiter(waiter, token) => waiter.notify(token),
@@ -448,11 +574,12 @@ pub(crate) trait Runnable: Send + Sync {
 /// A thread-pool task: the future's core and the closure that computes its value, in one allocation.
 pub(crate) struct Task<T, F> {
     core: Core<T>,
-    job: UnsafeCell<Option<F>>,
+    /// Initialised iff the state's `JOB` bit is set.
+    job: UnsafeCell<ManuallyDrop<F>>,
 }
 
-// SAFETY: the job slot is touched only by the one thread that moves the future out of PENDING (the worker that
-// starts it, or the canceller / completer that discards it), so `F: Send` suffices.
+// SAFETY: the job slot is touched only by the one thread that cleared `JOB` (the worker that starts it, or the
+// canceller / completer that discards it), or by `drop`, so `F: Send` suffices.
 unsafe impl<T: Send + Sync, F: Send> Sync for Task<T, F> {}
 
 impl<T, F> Task<T, F>
@@ -463,11 +590,22 @@ where
     /// A pending task and the first handle to its future.
     pub(crate) fn new_pair(job: F) -> (Arc<dyn Runnable>, Future<T>) {
         let task = Arc::new(Task {
-            core: Core::new(PENDING, 1, None),
-            job: UnsafeCell::new(Some(job)),
+            core: Core::new(PENDING | JOB, 1, None),
+            job: UnsafeCell::new(ManuallyDrop::new(job)),
         });
         let cell: Arc<dyn Cell<T>> = task.clone();
         (task, Future { cell })
+    }
+}
+
+impl<T, F> Drop for Task<T, F> {
+    fn drop(&mut self) {
+        if self.core.state.load(Ordering::Acquire) & JOB != 0 {
+            self.job.with_mut(|slot| {
+                // SAFETY: JOB set means the closure was never taken; `&mut self` means no one else can reach it.
+                unsafe { ManuallyDrop::drop(&mut *slot) }
+            });
+        }
     }
 }
 
@@ -482,9 +620,8 @@ where
 
     fn discard_job(&self) {
         let job = self.job.with_mut(|slot| {
-            // SAFETY: see `Cell::discard_job`: the caller left PENDING other than by starting, so no one else
-            // touches the slot.
-            unsafe { (*slot).take() }
+            // SAFETY: see `Cell::discard_job`: the caller cleared JOB, so it alone owns the initialised slot.
+            unsafe { ManuallyDrop::take(&mut *slot) }
         });
         drop(job);
     }
@@ -496,14 +633,14 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     fn run(self: Arc<Self>, body_done: &dyn Fn()) {
-        if self.core.try_start() != Ok(true) {
+        if self.core.start(true) != Ok(true) {
             return;
         }
         let job = self.job.with_mut(|slot| {
-            // SAFETY: this thread moved the future from PENDING to RUNNING, so it alone touches the slot.
-            unsafe { (*slot).take() }
+            // SAFETY: this thread moved the future from PENDING to RUNNING and cleared JOB in that same step, so
+            // it alone owns the initialised slot.
+            unsafe { ManuallyDrop::take(&mut *slot) }
         });
-        let Some(job) = job else { return };
         let outcome = unwind::run_task(job);
         body_done();
         let cell: Arc<dyn Cell<T>> = self;

@@ -9,10 +9,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::sync::Arc;
+use crate::sync::{Arc, Backoff};
 use crate::unwind;
 
-use self::core::{CANCELLED, FAILED, FINISHED, PENDING, PHASE, complete};
+use self::core::{CANCELLED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, complete};
 pub(crate) use self::core::{Cell, Core, Entry, Runnable, Task, is_done};
 pub(crate) use self::waiter::Waiter;
 
@@ -186,6 +186,14 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// Waits until the future is done, or until `deadline`; `true` if it is done.
     pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let core = self.core();
+        // Spin briefly first: a task that is about to finish is cheaper to wait for than to sleep on.
+        let mut backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if is_done(core.load()) {
+                return true;
+            }
+            backoff.snooze();
+        }
         if is_done(core.load()) {
             return true;
         }
@@ -202,6 +210,9 @@ impl<T: Send + Sync + 'static> Future<T> {
 
     /// Waits until the completing thread has finished running the callbacks (which hold a handle meanwhile).
     fn wait_settled(&self) {
+        if self.core().load() & NOTIFYING == 0 {
+            return;
+        }
         let waiter = Arc::new(Waiter::new());
         while self
             .core()

@@ -98,6 +98,24 @@ impl LeakToken {
     }
 }
 
+/// Back-off under loom: `snooze` yields to loom's scheduler (so spin loops are explored, not spun), and a wait
+/// never spins before blocking, which keeps the models small.
+pub(crate) struct Backoff;
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff
+    }
+
+    pub(crate) fn snooze(&mut self) {
+        loom::thread::yield_now();
+    }
+
+    pub(crate) fn is_completed(&self) -> bool {
+        true
+    }
+}
+
 /// Threads: spawning named threads and telling the current one.
 pub(crate) mod thread {
     pub(crate) use loom::thread::{JoinHandle, ThreadId};

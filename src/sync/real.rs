@@ -97,6 +97,39 @@ impl LeakToken {
     }
 }
 
+/// Exponential back-off for a short wait: spins, then yields, then says it is time to block.
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    const SPIN_LIMIT: u32 = 6;
+    const YIELD_LIMIT: u32 = 10;
+
+    pub(crate) fn new() -> Self {
+        Backoff { step: 0 }
+    }
+
+    /// Waits a little longer each call: 2^step spins, then a yield of the thread.
+    pub(crate) fn snooze(&mut self) {
+        if self.step <= Self::SPIN_LIMIT {
+            for _ in 0..1u32 << self.step {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+        if self.step <= Self::YIELD_LIMIT {
+            self.step += 1;
+        }
+    }
+
+    /// Whether waiting longer should block instead of spinning.
+    pub(crate) fn is_completed(&self) -> bool {
+        self.step > Self::YIELD_LIMIT
+    }
+}
+
 /// Threads: spawning named threads and telling the current one.
 pub(crate) mod thread {
     pub(crate) use std::thread::{JoinHandle, ThreadId};

@@ -6,7 +6,9 @@ use std::fmt;
 
 use crate::future::{Runnable, Task};
 use crate::map::{Batch, Map, Source};
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread};
+use crate::sync::{
+    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread,
+};
 use crate::{Error, Executor, Future, MapOptions, Payload};
 
 type Job = Arc<dyn Runnable>;
