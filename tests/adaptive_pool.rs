@@ -48,8 +48,12 @@ fn burst_grows_to_max_then_shrinks_to_min() {
     for f in &futures {
         f.result().unwrap();
     }
-    eventually("the pool shrinks back to min_workers", LIMIT, || pool.workers() == 1);
-    eventually("the last thread is idle", LIMIT, || pool.idle_workers() == 1);
+    eventually("the pool shrinks back to min_workers", LIMIT, || {
+        pool.workers() == 1
+    });
+    eventually("the last thread is idle", LIMIT, || {
+        pool.idle_workers() == 1
+    });
     assert_eq!(pool.completed(), 8);
     // It grows again on demand, and thread names stay unique.
     let names: Vec<String> = (0..3)
@@ -88,7 +92,9 @@ fn without_idle_timeout_the_pool_keeps_its_threads() {
     for f in futures {
         f.result().unwrap();
     }
-    eventually("all three threads are idle", LIMIT, || pool.idle_workers() == 3);
+    eventually("all three threads are idle", LIMIT, || {
+        pool.idle_workers() == 3
+    });
     assert_eq!(pool.workers(), 3);
 }
 
@@ -157,7 +163,10 @@ fn set_max_workers_lowers_the_bound() {
     eventually("the surplus threads leave", LIMIT, || pool.workers() == 1);
     // The pool still serves, on its one thread.
     let names: std::collections::HashSet<String> = (0..10)
-        .map(|_| pool.submit(|| std::thread::current().name().unwrap().to_owned()).unwrap())
+        .map(|_| {
+            pool.submit(|| std::thread::current().name().unwrap().to_owned())
+                .unwrap()
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .map(|f| f.into_result().unwrap())
@@ -171,8 +180,18 @@ fn invalid_sizes_are_errors() {
         ThreadPoolExecutor::builder().max_workers(2).min_workers(3).build(),
         Err(Error::InvalidArgument(m)) if m.contains("min_workers")
     ));
-    let pool = ThreadPoolExecutor::builder().max_workers(4).min_workers(2).build().unwrap();
-    assert!(matches!(pool.set_max_workers(1), Err(Error::InvalidArgument(_))));
-    assert!(matches!(pool.set_max_workers(0), Err(Error::InvalidArgument(_))));
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(4)
+        .min_workers(2)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        pool.set_max_workers(1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pool.set_max_workers(0),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(pool.max_workers(), 4);
 }

@@ -5,9 +5,9 @@ mod worker;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::future::deadline_after;
 use crate::future::{Runnable, Task, pool_tag};
 use crate::map::{Batch, Map, Source};
-use crate::future::deadline_after;
 use crate::sync::{
     Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, fence, mutant, thread,
 };
@@ -91,7 +91,9 @@ impl Shared {
             Some(gate)
         };
         // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
-        let first = self.started.load(Ordering::Acquire) == 0 && self.start_worker(true)?;
+        if self.started.load(Ordering::Acquire) == 0 {
+            self.start_worker(true)?;
+        }
         let pushed = if block {
             self.queue.push(job).map_err(|_| self.refusal())
         } else {
@@ -106,9 +108,7 @@ impl Shared {
             // another), or that thread sees this task queued (and stays).
             fence(Ordering::SeqCst);
         }
-        if !first {
-            self.adjust_thread_count();
-        }
+        self.adjust_thread_count();
         drop(gate);
         Ok(())
     }
@@ -137,13 +137,18 @@ impl Shared {
     /// it started one.
     fn start_worker(self: &Arc<Self>, first: bool) -> Result<bool, Error> {
         let mut workers = self.workers.lock();
-        let full = workers.started >= self.max_workers.load(Ordering::Relaxed) || (first && workers.started > 0);
+        let full = workers.started >= self.max_workers.load(Ordering::Relaxed)
+            || (first && workers.started > 0);
         // (Mutant: trusts the caller's unlocked checks, so two submits can both start the last thread.)
         if full && !mutant("overspawn") {
             return Ok(false);
         }
         let name = format!("{}_{}", self.thread_name_prefix, workers.named);
         let shared = self.clone();
+        // A new thread counts as idle from birth (it looks for work at once), so the submit that started it
+        // does not start another for the same task.
+        // ORDERING: Relaxed: a hint (see `worker::run`).
+        self.idle.fetch_add(1, Ordering::Relaxed);
         match thread::spawn_named(name, move || worker::run(shared)) {
             Ok(handle) => {
                 workers.started += 1;
@@ -154,9 +159,12 @@ impl Shared {
                 self.started.store(workers.started, Ordering::Release);
                 Ok(true)
             }
-            Err(error) => Err(Error::Broken {
-                reason: format!("could not start a worker thread: {error}"),
-            }),
+            Err(error) => {
+                self.idle.fetch_sub(1, Ordering::Relaxed);
+                Err(Error::Broken {
+                    reason: format!("could not start a worker thread: {error}"),
+                })
+            }
         }
     }
 

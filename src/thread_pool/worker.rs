@@ -45,6 +45,8 @@ pub(super) fn run(shared: Arc<Shared>) {
             shared.break_pool(format!(
                 "a thread initializer failed, the thread pool is not usable anymore: {failure}"
             ));
+            // ORDERING: Relaxed: this thread was counted idle from birth (see `Shared::start_worker`).
+            shared.idle.fetch_sub(1, Ordering::Relaxed);
             shared.worker_exited();
             return;
         }
@@ -52,7 +54,7 @@ pub(super) fn run(shared: Arc<Shared>) {
     // Whether this thread is counted in `shared.idle`. A worker counts itself idle from the moment its task's
     // body returns (before the result is published, so a caller that saw the result and submits again finds it
     // idle) until it holds its next job.
-    let idle = Cell::new(false);
+    let idle = Cell::new(true); // counted idle from birth by `Shared::start_worker`
     let set_idle = |now: bool| {
         if idle.replace(now) != now {
             // ORDERING: Relaxed: the idle count only steers how many threads to start; no data is published
@@ -69,7 +71,9 @@ pub(super) fn run(shared: Arc<Shared>) {
     let flush = |completed: &mut usize| {
         if *completed > 0 {
             // ORDERING: Relaxed: a statistic; nothing is published through it.
-            shared.completed.fetch_add(std::mem::take(completed), Ordering::Relaxed);
+            shared
+                .completed
+                .fetch_add(std::mem::take(completed), Ordering::Relaxed);
         }
     };
     loop {
