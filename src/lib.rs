@@ -41,6 +41,7 @@ mod error;
 mod executor;
 mod future;
 mod map;
+mod process;
 mod sync;
 mod thread_pool;
 mod unwind;
@@ -51,6 +52,7 @@ pub use crate::{
     executor::{Executor, MapOptions, Payload},
     future::{Future, State},
     map::Map,
+    process::{ProcessPoolBuilder, ProcessPoolExecutor, Registry},
     thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor},
     wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait},
 };

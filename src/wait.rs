@@ -18,6 +18,8 @@ mod sealed {
         fn is_done(&self) -> bool;
         /// Done with an error or cancelled.
         fn failed(&self) -> bool;
+        /// Runs the task in this thread if this thread is a worker of its pool and it has not started.
+        fn run_here(&self) -> bool;
         /// Registers `waiter` to be told `token`; `false` if the future is already done.
         fn register(&self, waiter: &Arc<Waiter>, token: usize) -> bool;
         fn unregister(&self, waiter: &Arc<Waiter>);
@@ -45,6 +47,10 @@ impl<T: Send + Sync + 'static> sealed::Watch for Future<T> {
 
     fn failed(&self) -> bool {
         self.failed_or_cancelled() && !self.cancelled()
+    }
+
+    fn run_here(&self) -> bool {
+        self.run_here_if_mine()
     }
 
     fn register(&self, waiter: &Arc<Waiter>, token: usize) -> bool {
@@ -123,6 +129,16 @@ pub fn wait<W: Waitable>(
     };
     for (i, f) in futures.iter().enumerate() {
         if f.watch().is_done() {
+            tally.mark(i, f.watch());
+        }
+    }
+    // A worker waiting on tasks of its own pool that have not started runs them itself, one at a time, until
+    // the condition holds: with every thread waiting, nothing else would.
+    for (i, f) in futures.iter().enumerate() {
+        if tally.satisfies(return_when) {
+            break;
+        }
+        if !tally.done[i] && f.watch().run_here() {
             tally.mark(i, f.watch());
         }
     }
@@ -259,6 +275,9 @@ impl<W: Waitable> Iterator for AsCompleted<W> {
             if self.ended || self.pending == 0 {
                 return None;
             }
+            // A worker waiting on a task of its own pool that has not started runs it itself; its completion
+            // posts the token, so the wait below returns at once.
+            let _ran_one = self.slots.iter().flatten().any(|f| f.watch().run_here());
             let tokens = self.waiter.wait(self.deadline);
             if tokens.is_empty() {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {

@@ -412,13 +412,22 @@ fn into_result_needs_the_only_handle() {
     assert_eq!(g.into_result(), Ok(String::from("v")));
 }
 
-/// `into_result` waits for the callbacks (which see the value) before moving it out.
+/// `into_result` waits for the callbacks (which see the value) before moving it out. A pool task has no producer
+/// handle, so the taker's handle is the only one once the callbacks are done.
 #[test]
 fn into_result_waits_for_running_callbacks() {
-    let f = Future::new();
+    let pool = concurrent_futures::ThreadPoolExecutor::new(1).unwrap();
+    let start = Latch::new();
     let in_callback = Latch::new();
     let release = Latch::new();
     let (seen_tx, seen_rx) = mpsc::channel();
+    let s = start.clone();
+    let f = pool
+        .submit(move || {
+            s.wait();
+            String::from("v")
+        })
+        .unwrap();
     {
         let (in_callback, release) = (in_callback.clone(), release.clone());
         f.add_done_callback(move |f: &Future<String>| {
@@ -427,14 +436,13 @@ fn into_result_waits_for_running_callbacks() {
             seen_tx.send(f.result().cloned()).unwrap();
         });
     }
-    let producer = f.clone();
-    let t = thread::spawn(move || producer.set_result(String::from("v")).unwrap());
+    start.open();
     in_callback.wait();
+    // The callback runs (and holds a handle) until released: into_result must wait for it, not fail.
     let taker = thread::spawn(move || f.into_result());
     release.open();
     assert_eq!(taker.join().unwrap(), Ok(String::from("v")));
     assert_eq!(seen_rx.recv().unwrap(), Ok(String::from("v")));
-    t.join().unwrap();
 }
 
 /// Handles are Send + Sync when T is, and cheap to clone (a pointer).

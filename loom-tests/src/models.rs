@@ -176,14 +176,18 @@ pub fn lazy_start_two_submitters() {
     let other = thread::spawn(move || {
         let f = p.submit(|| 1).unwrap();
         assert!(p.workers() <= 1);
-        f.into_result().unwrap()
+        f
     });
     let f = pool.submit(|| 2).unwrap();
     assert!(pool.workers() <= 1, "never more than max_workers threads");
-    assert_eq!(f.into_result(), Ok(2));
-    assert_eq!(other.join().unwrap(), 1);
+    let g = other.join().unwrap();
     pool.shutdown(true);
     assert_eq!(pool.workers(), 0);
+    assert_eq!(
+        (f.result(), g.result()),
+        (Ok(&2), Ok(&1)),
+        "no task was stranded"
+    );
 }
 
 /// Model 8: Dropping the last handle of a future while its worker completes it: no leak (loom checks that every
@@ -308,4 +312,75 @@ pub fn await_vs_completion() {
             assert_eq!(waker_state.count(), 0);
         }
     }
+}
+
+/// Model 11: A task waits on a subtask of its own one-worker pool: the waiting worker runs the subtask itself
+/// (without that, every worker waits and loom reports a deadlock), racing a cancel from another thread.
+pub fn nested_wait_one_worker() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let p = pool.clone();
+    let (sub_tx, sub_rx) = loom::sync::mpsc::channel();
+    let outer = pool
+        .submit(move || {
+            let sub = p.submit(|| 5).unwrap();
+            sub_tx.send(sub.clone()).unwrap();
+            sub.result().cloned()
+        })
+        .unwrap();
+    let sub = sub_rx.recv().unwrap();
+    let cancelled = sub.cancel();
+    let seen = outer.into_result().unwrap();
+    if cancelled {
+        assert_eq!(seen, Err(Error::Cancelled));
+    } else {
+        assert_eq!(seen, Ok(5));
+    }
+    pool.shutdown(true);
+}
+
+/// Model 11b: A claim by a waiting worker vs a second worker dequeuing the same task vs a cancel: the task runs
+/// at most once, exactly when it was not cancelled.
+pub fn claim_vs_dequeue_vs_cancel() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let p = pool.clone();
+    let r = runs.clone();
+    let (sub_tx, sub_rx) = loom::sync::mpsc::channel();
+    let outer = pool
+        .submit(move || {
+            let r2 = r.clone();
+            let sub = p
+                .submit(move || {
+                    r2.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap();
+            sub_tx.send(sub.clone()).unwrap();
+            sub.result().is_ok()
+        })
+        .unwrap();
+    let sub = sub_rx.recv().unwrap();
+    let cancelled = sub.cancel();
+    let sub_ok = outer.into_result().unwrap();
+    pool.shutdown(true);
+    assert_eq!(sub_ok, !cancelled);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        if cancelled { 0 } else { 1 },
+        "ran at most once, iff not cancelled"
+    );
+}
+
+/// Model 12: An idle worker retiring (idle timeout of zero, no minimum) races a submit: the task never waits
+/// with no thread to run it.
+pub fn shrink_vs_submit() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .min_workers(0)
+        .idle_timeout(std::time::Duration::ZERO)
+        .build()
+        .unwrap();
+    assert_eq!(pool.submit(|| 1).unwrap().into_result(), Ok(1));
+    // The worker is now idle and about to retire; this submit races it.
+    assert_eq!(pool.submit(|| 2).unwrap().into_result(), Ok(2));
+    pool.shutdown(true);
 }

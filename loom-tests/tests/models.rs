@@ -3,8 +3,8 @@
 
 use concurrent_futures_loom_tests::{model, model_capped, models};
 
-/// The preemption bound of the three largest models (4a, 4b, 7): at 3 they explore 1-5 million interleavings
-/// each, beyond CI's budget on 2 cores.
+/// The preemption bound of the largest models (4a, 4b, 7, 9b, 11b): at 3 they explore millions of
+/// interleavings each, beyond CI's budget on 2 cores.
 const LARGE_MODEL_BOUND: usize = 2;
 
 #[test]
@@ -86,8 +86,9 @@ fn model_9_bounded_submit_released_by_shutdown() {
 
 #[test]
 fn model_9b_bounded_submit_released_by_worker() {
-    model(
+    model_capped(
         "9b bounded queue: blocked submit vs worker",
+        LARGE_MODEL_BOUND,
         models::bounded_submit_released_by_worker,
     );
 }
@@ -95,4 +96,26 @@ fn model_9b_bounded_submit_released_by_worker() {
 #[test]
 fn model_10_await_vs_completion() {
     model("10 await vs completion", models::await_vs_completion);
+}
+
+#[test]
+fn model_11_nested_wait_one_worker() {
+    model(
+        "11 nested wait on one worker",
+        models::nested_wait_one_worker,
+    );
+}
+
+#[test]
+fn model_11b_claim_vs_dequeue_vs_cancel() {
+    model_capped(
+        "11b claim vs worker dequeue vs cancel",
+        LARGE_MODEL_BOUND,
+        models::claim_vs_dequeue_vs_cancel,
+    );
+}
+
+#[test]
+fn model_12_shrink_vs_submit() {
+    model("12 shrinking vs submit", models::shrink_vs_submit);
 }

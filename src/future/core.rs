@@ -5,7 +5,9 @@
 //! slow-path list may hold entries; `NOTIFYING` says the completer is still running callbacks and holds a handle
 //! of its own; `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an error;
 //! `TAKEN` says the outcome was moved out; `JOB` says a task cell still holds its closure; `LOCKED` is the
-//! slow-path lock. The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles.
+//! slow-path lock. On 64-bit targets the next 16 bits hold the tag of the pool a task belongs to (0 for
+//! futures made by hand), so a worker of that pool can recognise the task and run it itself while it waits for
+//! it. The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles.
 //!
 //! Keeping all of this in one word keeps a pending no-op task to one 48-byte allocation: no separate mutex,
 //! and the outcome and job slots carry no discriminants of their own.
@@ -43,7 +45,25 @@ pub(crate) const FAILED: usize = 1 << 6;
 const TAKEN: usize = 1 << 7;
 const JOB: usize = 1 << 8;
 const LOCKED: usize = 1 << 9;
-pub(crate) const ONE_HANDLE: usize = 1 << 10;
+const TAG_SHIFT: u32 = 10;
+/// Pool tags need 16 bits, which only 64-bit state words have room for; elsewhere tasks carry no tag.
+const TAG_BITS: u32 = if usize::BITS >= 64 { 16 } else { 0 };
+const TAG_MASK: usize = ((1 << TAG_BITS) - 1) << TAG_SHIFT;
+pub(crate) const ONE_HANDLE: usize = 1 << (TAG_SHIFT + TAG_BITS);
+
+/// A pool's tag from a number: nonzero and within `TAG_BITS` (0 where there are no tag bits).
+pub(crate) fn pool_tag(number: usize) -> usize {
+    if TAG_BITS == 0 {
+        0
+    } else {
+        number % ((1 << TAG_BITS) - 1) + 1
+    }
+}
+
+/// Whether a future in `state` is a task of the pool tagged `tag` that has not started.
+pub(crate) fn claimable(state: usize, tag: usize) -> bool {
+    tag != 0 && state & PHASE == PENDING && (state & TAG_MASK) >> TAG_SHIFT == tag
+}
 
 /// Whether a state word is in a final phase.
 pub(crate) fn is_done(state: usize) -> bool {
@@ -97,6 +117,12 @@ pub(crate) trait Cell<T>: Send + Sync {
     /// Drops the job without running it. Called only by a thread that cleared the `JOB` bit in the same
     /// read-modify-write that moved the future out of `PENDING`, so it has the job slot to itself.
     fn discard_job(&self) {}
+
+    /// Runs the task in the calling thread if it has not started: claims it exactly once (a worker that dequeues
+    /// it later skips it; a racing cancel wins or loses once). `true` if it ran here.
+    fn run_here(self: Arc<Self>) -> bool {
+        false
+    }
 }
 
 impl<T: Send + Sync> Cell<T> for Core<T> {
@@ -376,6 +402,37 @@ impl<T> Core<T> {
         }
     }
 
+    /// Moves the outcome out of a finished future that has exactly `allowed` handles, all of which the caller
+    /// knows are not reading it (a chained future's forwarding callback: the notifier's handle, which is running
+    /// that callback). Without `allowed` handles it is `InvalidState`, and the outcome stays.
+    pub(crate) fn take_forwarded(&self, allowed: usize) -> Result<T, Error> {
+        let state = self.load();
+        match state & PHASE {
+            CANCELLED => return Err(Error::Cancelled),
+            FINISHED if state & TAKEN == 0 && handles(state) == allowed => {}
+            FINISHED if state & TAKEN == 0 => {
+                return Err(Error::InvalidState(
+                    "other handles share the result, so it cannot move".into(),
+                ));
+            }
+            FINISHED => {
+                return Err(Error::InvalidState(
+                    "the result was moved out of the future".into(),
+                ));
+            }
+            _ => return Err(Error::InvalidState("the future is not done".into())),
+        }
+        // ORDERING: Relaxed: no other handle reads the slot (see the doc comment).
+        self.state.fetch_or(TAKEN, Ordering::Relaxed);
+        self.outcome
+            .with_mut(|slot| {
+                // SAFETY: FINISHED without TAKEN was seen with Acquire; the only handles are the caller's, which do
+                // not read the slot, and TAKEN is now set, so nothing reads or drops it again.
+                unsafe { (*slot).assume_init_read() }
+            })
+            .map_err(|error| *error)
+    }
+
     /// Moves the outcome out of a finished future whose only handle is the caller's and whose callbacks have run.
     pub(crate) fn take_outcome(&self) -> Result<T, Error> {
         let state = self.load();
@@ -561,10 +618,10 @@ fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
 
 /// A job in a pool's queue: the task cell, type-erased.
 pub(crate) trait Runnable: Send + Sync {
-    /// Runs the job if its future is still pending, and completes the future. `body_done` is called after the
-    /// job's closure returned and before its outcome is published (a worker uses it to count itself idle before
-    /// anyone can see the task finished); it is not called for a job that does not run.
-    fn run(self: Arc<Self>, body_done: &dyn Fn());
+    /// Runs the job if its future is still pending, and completes the future; `true` if it ran. `body_done` is
+    /// called after the job's closure returned and before its outcome is published (a worker uses it to count
+    /// itself idle before anyone can see the task finished); it is not called for a job that does not run.
+    fn run(self: Arc<Self>, body_done: &dyn Fn()) -> bool;
     /// Cancels the job's future if it has not started.
     fn cancel(self: Arc<Self>);
     /// Fails the job's future with `error` if it has not started.
@@ -587,10 +644,10 @@ where
     T: Send + Sync + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    /// A pending task and the first handle to its future.
-    pub(crate) fn new_pair(job: F) -> (Arc<dyn Runnable>, Future<T>) {
+    /// A pending task of the pool tagged `tag`, and the first handle to its future.
+    pub(crate) fn new_pair(job: F, tag: usize) -> (Arc<dyn Runnable>, Future<T>) {
         let task = Arc::new(Task {
-            core: Core::new(PENDING | JOB, 1, None),
+            core: Core::new(PENDING | JOB | ((tag << TAG_SHIFT) & TAG_MASK), 1, None),
             job: UnsafeCell::new(ManuallyDrop::new(job)),
         });
         let cell: Arc<dyn Cell<T>> = task.clone();
@@ -625,16 +682,22 @@ where
         });
         drop(job);
     }
+
+    fn run_here(self: Arc<Self>) -> bool {
+        self.execute(&|| {})
+    }
 }
 
-impl<T, F> Runnable for Task<T, F>
+impl<T, F> Task<T, F>
 where
     T: Send + Sync + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    fn run(self: Arc<Self>, body_done: &dyn Fn()) {
+    /// Starts the task if it is still pending (taking its job), runs it, and completes its future; `false` if
+    /// it was already started, cancelled or finished elsewhere.
+    fn execute(self: Arc<Self>, body_done: &dyn Fn()) -> bool {
         if self.core.start(true) != Ok(true) {
-            return;
+            return false;
         }
         let job = self.job.with_mut(|slot| {
             // SAFETY: this thread moved the future from PENDING to RUNNING and cleared JOB in that same step, so
@@ -646,6 +709,17 @@ where
         let cell: Arc<dyn Cell<T>> = self;
         // Fails only if someone set the result from outside while it ran; theirs stands, as in Python.
         let _ = complete(&cell, outcome);
+        true
+    }
+}
+
+impl<T, F> Runnable for Task<T, F>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn run(self: Arc<Self>, body_done: &dyn Fn()) -> bool {
+        self.execute(body_done)
     }
 
     fn cancel(self: Arc<Self>) {

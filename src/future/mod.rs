@@ -1,5 +1,6 @@
 //! [`Future<T>`]: a handle to the outcome of one task, as in Python's `concurrent.futures.Future`.
 
+mod chain;
 mod core;
 mod waiter;
 
@@ -9,11 +10,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::sync::{Arc, Backoff};
+use crate::sync::{Arc, Backoff, mutant};
 use crate::unwind;
 
-use self::core::{CANCELLED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, complete};
-pub(crate) use self::core::{Cell, Core, Entry, Runnable, Task, is_done};
+use self::core::{CANCELLED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, claimable, complete};
+pub(crate) use self::core::{Cell, Core, Entry, Runnable, Task, is_done, pool_tag};
 pub(crate) use self::waiter::Waiter;
 
 /// Where a future is in its life, as in Python: pending, running, cancelled or finished.
@@ -186,6 +187,9 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// Waits until the future is done, or until `deadline`; `true` if it is done.
     pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let core = self.core();
+        if is_done(core.load()) || self.run_here_if_mine() {
+            return true;
+        }
         // Spin briefly first: a task that is about to finish is cheaper to wait for than to sleep on.
         let mut backoff = Backoff::new();
         while !backoff.is_completed() {
@@ -206,6 +210,14 @@ impl<T: Send + Sync + 'static> Future<T> {
         }
         core.unregister(&waiter);
         is_done(core.load())
+    }
+
+    /// If the calling thread is a worker of the pool this task belongs to and the task has not started, runs it
+    /// here (so a task waiting on a subtask of its own saturated pool cannot deadlock); `true` if it did.
+    pub(crate) fn run_here_if_mine(&self) -> bool {
+        let tag = crate::thread_pool::current_worker_tag();
+        // (Mutant: never claims, so a worker waiting on its own pool's queued task can wait forever.)
+        !mutant("no_claim") && claimable(self.core().load(), tag) && self.cell.clone().run_here()
     }
 
     /// Waits until the completing thread has finished running the callbacks (which hold a handle meanwhile).
@@ -410,6 +422,41 @@ impl<T: Send + Sync + 'static> Future<T> {
     pub(crate) fn failed_or_cancelled(&self) -> bool {
         let state = self.core().load();
         state & FAILED != 0 || state & PHASE == CANCELLED
+    }
+}
+
+/// The producer side of a [`Future`] for executors that complete it from another thread later (the process
+/// pool). Unlike a cloned `Future`, it is not counted as a user handle, so `into_result` on the user's last handle
+/// works as soon as the outcome is published, even while the executor still holds its `Promise`.
+pub(crate) struct Promise<T> {
+    cell: Arc<dyn Cell<T>>,
+}
+
+impl<T: Send + Sync + 'static> Promise<T> {
+    /// A pending future and its uncounted producer side.
+    pub(crate) fn new() -> (Promise<T>, Future<T>) {
+        let future = Future::new();
+        (
+            Promise {
+                cell: future.cell.clone(),
+            },
+            future,
+        )
+    }
+
+    /// [`Future::set_running_or_notify_cancel`].
+    pub(crate) fn start(&self) -> Result<bool, Error> {
+        self.cell.core().try_start()
+    }
+
+    /// [`Future::set_result`] or [`Future::set_exception`].
+    pub(crate) fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
+        complete(&self.cell, outcome)
+    }
+
+    /// [`Future::cancel`].
+    pub(crate) fn cancel(&self) -> bool {
+        self::core::cancel(&self.cell)
     }
 }
 

@@ -20,6 +20,10 @@ pub(crate) use model::*;
 
 pub(crate) use std::sync::Arc;
 
+/// A process-wide value set once (the process pool's task registry). Statics cannot hold loom types, and the
+/// registry is installed before any pool thread exists, so it is `std::sync::OnceLock` in both builds.
+pub(crate) use std::sync::OnceLock;
+
 /// A process-wide counter for default names (`ThreadPoolExecutor-{n}`). Nothing synchronises through it, so it
 /// is a plain std atomic in both builds.
 pub(crate) fn next_pool_number() -> usize {

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
-pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering, fence};
 pub(crate) use loom::thread_local;
 
 /// A mutex whose `lock` returns the guard directly.
@@ -132,6 +132,16 @@ pub(crate) mod thread {
     }
 }
 
+/// What a blocking [`Queue`] pop got.
+#[derive(Debug)]
+pub(crate) enum Pop<T> {
+    Item(T),
+    /// The queue is closed and drained.
+    Closed,
+    TimedOut,
+    Nudged,
+}
+
 /// Why a [`Queue`] push did not happen.
 #[derive(Debug)]
 pub(crate) enum PushError<T> {
@@ -143,6 +153,7 @@ pub(crate) enum PushError<T> {
 
 struct QueueState<T> {
     items: VecDeque<T>,
+    nudges: usize,
     bound: Option<usize>,
     push_closed: bool,
     closed: bool,
@@ -161,6 +172,7 @@ impl<T> Queue<T> {
         Queue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
+                nudges: 0,
                 bound,
                 push_closed: false,
                 closed: false,
@@ -207,12 +219,9 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    pub(crate) fn pop(&self) -> Option<T> {
-        self.pop_deadline(None).unwrap_or_default()
-    }
-
-    /// Loom never times out, so a deadline only matters once the queue is closed.
-    pub(crate) fn pop_deadline(&self, _deadline: Option<Instant>) -> Result<Option<T>, ()> {
+    /// Loom never times out a wait, so [`Pop::TimedOut`] comes only from a deadline already past (models use
+    /// one to mean "time out now").
+    pub(crate) fn pop_until(&self, deadline: Option<Instant>) -> Pop<T> {
         let mut state = self.state.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
@@ -220,13 +229,25 @@ impl<T> Queue<T> {
                     // (Mutant: a pop that frees a slot does not wake a blocked push.)
                     self.not_full.notify_one();
                 }
-                return Ok(Some(item));
+                return Pop::Item(item);
             }
             if state.closed {
-                return Ok(None);
+                return Pop::Closed;
+            }
+            if state.nudges > 0 {
+                state.nudges -= 1;
+                return Pop::Nudged;
+            }
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                return Pop::TimedOut;
             }
             self.not_empty.wait(&mut state);
         }
+    }
+
+    pub(crate) fn nudge(&self, n: usize) {
+        self.state.lock().nudges += n;
+        self.not_empty.notify_all();
     }
 
     pub(crate) fn try_pop(&self) -> Option<T> {

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 pub(crate) use std::thread_local;
 
 /// A mutex whose `lock` returns the guard directly (parking_lot style, no poisoning).
@@ -146,6 +146,16 @@ pub(crate) mod thread {
     }
 }
 
+/// What a blocking [`Queue`] pop got.
+#[derive(Debug)]
+pub(crate) enum Pop<T> {
+    Item(T),
+    /// The queue is closed and drained.
+    Closed,
+    TimedOut,
+    Nudged,
+}
+
 /// Why a [`Queue`] push did not happen.
 #[derive(Debug)]
 pub(crate) enum PushError<T> {
@@ -166,8 +176,9 @@ pub(crate) struct Queue<T> {
     push_closed: AtomicBool,
     push_close: Mutex<Option<Sender<()>>>,
     push_closed_rx: Receiver<()>,
-    pop_close: Mutex<Option<Sender<()>>>,
-    pop_closed_rx: Receiver<()>,
+    /// Nudges poppers (a message each) and, once dropped by `close`, tells them the queue is closed.
+    pop_signal: Mutex<Option<Sender<()>>>,
+    pop_signal_rx: Receiver<()>,
 }
 
 impl<T> Queue<T> {
@@ -177,15 +188,15 @@ impl<T> Queue<T> {
             None => crossbeam_channel::unbounded(),
         };
         let (push_close, push_closed_rx) = crossbeam_channel::bounded(0);
-        let (pop_close, pop_closed_rx) = crossbeam_channel::bounded(0);
+        let (pop_signal, pop_signal_rx) = crossbeam_channel::unbounded();
         Queue {
             tx,
             rx,
             push_closed: AtomicBool::new(false),
             push_close: Mutex::new(Some(push_close)),
             push_closed_rx,
-            pop_close: Mutex::new(Some(pop_close)),
-            pop_closed_rx,
+            pop_signal: Mutex::new(Some(pop_signal)),
+            pop_signal_rx,
         }
     }
 
@@ -224,30 +235,40 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Pops, blocking while the queue is empty; `None` once it is closed and drained.
-    pub(crate) fn pop(&self) -> Option<T> {
-        self.pop_deadline(None).unwrap_or_default()
-    }
-
-    /// Pops, blocking at most until `deadline`: `Err(())` on time-out, `Ok(None)` once closed and drained.
-    pub(crate) fn pop_deadline(&self, deadline: Option<Instant>) -> Result<Option<T>, ()> {
+    /// Pops, blocking while the queue is empty: an item, or [`Pop::Closed`] once it is closed and drained,
+    /// [`Pop::TimedOut`] at `deadline`, or [`Pop::Nudged`] if [`nudge`](Self::nudge) woke this popper.
+    pub(crate) fn pop_until(&self, deadline: Option<Instant>) -> Pop<T> {
         match self.rx.try_recv() {
-            Ok(item) => return Ok(Some(item)),
-            Err(TryRecvError::Disconnected) => return Ok(None),
+            Ok(item) => return Pop::Item(item),
+            Err(TryRecvError::Disconnected) => return Pop::Closed,
             Err(TryRecvError::Empty) => {}
         }
         let mut select = Select::new();
         let recv = select.recv(&self.rx);
-        let _closed = select.recv(&self.pop_closed_rx);
+        let _signal = select.recv(&self.pop_signal_rx);
         let op = match deadline {
             None => select.select(),
-            Some(deadline) => select.select_deadline(deadline).map_err(|_| ())?,
+            Some(deadline) => match select.select_deadline(deadline) {
+                Ok(op) => op,
+                Err(_) => return Pop::TimedOut,
+            },
         };
         if op.index() == recv {
-            Ok(op.recv(&self.rx).ok())
-        } else {
-            let _ = op.recv(&self.pop_closed_rx);
-            Ok(self.rx.try_recv().ok())
+            return op.recv(&self.rx).map_or(Pop::Closed, Pop::Item);
+        }
+        match op.recv(&self.pop_signal_rx) {
+            Ok(()) => Pop::Nudged,
+            // Disconnected: the queue was closed; hand out what is left.
+            Err(_) => self.rx.try_recv().map_or(Pop::Closed, Pop::Item),
+        }
+    }
+
+    /// Wakes up to `n` blocked poppers with [`Pop::Nudged`] (a popper that finds a nudge later wakes at once).
+    pub(crate) fn nudge(&self, n: usize) {
+        if let Some(signal) = &*self.pop_signal.lock() {
+            for _ in 0..n {
+                let _ = signal.send(());
+            }
         }
     }
 
@@ -266,7 +287,7 @@ impl<T> Queue<T> {
     /// `close_push`, and lets poppers return `None` once the queue is drained.
     pub(crate) fn close(&self) {
         self.close_push();
-        drop(self.pop_close.lock().take());
+        drop(self.pop_signal.lock().take());
     }
 
     pub(crate) fn len(&self) -> usize {

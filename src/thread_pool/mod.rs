@@ -3,13 +3,16 @@
 mod worker;
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
-use crate::future::{Runnable, Task};
+use crate::future::deadline_after;
+use crate::future::{Runnable, Task, pool_tag};
 use crate::map::{Batch, Map, Source};
 use crate::sync::{
-    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread,
+    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, fence, mutant, thread,
 };
 use crate::{Error, Executor, Future, MapOptions, Payload};
+pub(crate) use worker::current_worker_tag;
 
 type Job = Arc<dyn Runnable>;
 
@@ -30,7 +33,15 @@ pub(crate) struct Shared {
     gate: RwLock<Gate>,
     /// Why the pool broke, if it did; set before the gate closes.
     broken: Mutex<Option<String>>,
-    max_workers: usize,
+    /// The most threads at once; `set_max_workers` changes it.
+    max_workers: AtomicUsize,
+    /// Idle threads beyond this many exit after `idle_timeout`.
+    min_workers: usize,
+    idle_timeout: Option<Duration>,
+    /// Tasks the workers ran (each worker adds its count before it blocks, and every 64 tasks).
+    completed: AtomicUsize,
+    /// Marks this pool's tasks, so its workers can recognise them (see `Future::run_here_if_mine`).
+    tag: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
     /// Threads between finishing a task and taking the next one (what Python's idle semaphore approximates).
@@ -50,8 +61,11 @@ struct Gate {
 
 #[derive(Default)]
 struct Workers {
+    /// Threads counted against `max_workers` (started and not retired).
     started: usize,
     alive: usize,
+    /// Threads ever started: numbers the names, which stay unique as threads retire and start again.
+    named: usize,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
@@ -77,7 +91,9 @@ impl Shared {
             Some(gate)
         };
         // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
-        let first = self.started.load(Ordering::Acquire) == 0 && self.start_worker(true)?;
+        if self.started.load(Ordering::Acquire) == 0 {
+            self.start_worker(true)?;
+        }
         let pushed = if block {
             self.queue.push(job).map_err(|_| self.refusal())
         } else {
@@ -87,9 +103,12 @@ impl Shared {
             })
         };
         pushed?;
-        if !first {
-            self.adjust_thread_count();
+        if self.idle_timeout.is_some() {
+            // Pairs with the fence in `try_retire`: either this submit sees a retiring thread gone (and starts
+            // another), or that thread sees this task queued (and stays).
+            fence(Ordering::SeqCst);
         }
+        self.adjust_thread_count();
         drop(gate);
         Ok(())
     }
@@ -99,7 +118,7 @@ impl Shared {
     /// because at least one thread exists and threads only exit once the queue is closed and drained.
     fn adjust_thread_count(self: &Arc<Self>) {
         // ORDERING: Acquire pairs with the Release store in `start_worker`; a stale read only costs a lock.
-        if self.started.load(Ordering::Acquire) >= self.max_workers {
+        if self.started.load(Ordering::Acquire) >= self.max_workers.load(Ordering::Relaxed) {
             return;
         }
         // Idle first: a thread that takes a job lowers both counts, so this order never over-counts idle threads.
@@ -118,25 +137,34 @@ impl Shared {
     /// it started one.
     fn start_worker(self: &Arc<Self>, first: bool) -> Result<bool, Error> {
         let mut workers = self.workers.lock();
-        let full = workers.started >= self.max_workers || (first && workers.started > 0);
+        let full = workers.started >= self.max_workers.load(Ordering::Relaxed)
+            || (first && workers.started > 0);
         // (Mutant: trusts the caller's unlocked checks, so two submits can both start the last thread.)
         if full && !mutant("overspawn") {
             return Ok(false);
         }
-        let name = format!("{}_{}", self.thread_name_prefix, workers.started);
+        let name = format!("{}_{}", self.thread_name_prefix, workers.named);
         let shared = self.clone();
+        // A new thread counts as idle from birth (it looks for work at once), so the submit that started it
+        // does not start another for the same task.
+        // ORDERING: Relaxed: a hint (see `worker::run`).
+        self.idle.fetch_add(1, Ordering::Relaxed);
         match thread::spawn_named(name, move || worker::run(shared)) {
             Ok(handle) => {
                 workers.started += 1;
+                workers.named += 1;
                 workers.alive += 1;
                 workers.threads.push(handle);
                 // ORDERING: Release pairs with the Acquire loads on the submit path.
                 self.started.store(workers.started, Ordering::Release);
                 Ok(true)
             }
-            Err(error) => Err(Error::Broken {
-                reason: format!("could not start a worker thread: {error}"),
-            }),
+            Err(error) => {
+                self.idle.fetch_sub(1, Ordering::Relaxed);
+                Err(Error::Broken {
+                    reason: format!("could not start a worker thread: {error}"),
+                })
+            }
         }
     }
 
@@ -171,6 +199,62 @@ impl Shared {
     fn worker_exited(&self) {
         self.workers.lock().alive -= 1;
         self.worker_exit.notify_all();
+    }
+
+    /// When an idle worker should give up waiting and consider retiring: `idle_timeout` from now, if more than
+    /// `min_workers` threads run.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let timeout = self.idle_timeout?;
+        // ORDERING: Relaxed: a hint; `try_retire` decides under the lock.
+        (self.started.load(Ordering::Relaxed) > self.min_workers).then(|| deadline_after(timeout))
+    }
+
+    /// Whether more threads run than `max_workers` allows (after `set_max_workers` lowered it).
+    fn over_max(&self) -> bool {
+        // ORDERING: Relaxed: a hint; `try_retire` decides under the lock.
+        self.started.load(Ordering::Relaxed) > self.max_workers.load(Ordering::Relaxed)
+    }
+
+    /// Lets the calling worker exit if the pool has more threads than it needs: more than `max_workers`, or
+    /// (`idle`, after `idle_timeout`) more than `min_workers` with nothing queued. `true` if it retired; the
+    /// caller then returns from its loop.
+    ///
+    /// Shrinking never strands a task: after giving up its place, the worker fences and looks at the queue
+    /// again; a submit fences after its push and before counting threads. One of the two sees the other, so
+    /// either the worker stays for the task or the submit starts a thread.
+    fn try_retire(&self, idle: bool) -> bool {
+        let me = thread::current_id();
+        let mut workers = self.workers.lock();
+        let max = self.max_workers.load(Ordering::Relaxed);
+        let surplus = workers.started > max;
+        if !(surplus || (idle && workers.started > self.min_workers && self.queue.len() == 0)) {
+            return false;
+        }
+        workers.started -= 1;
+        // ORDERING: Release pairs with the Acquire loads on the submit path.
+        self.started.store(workers.started, Ordering::Release);
+        drop(workers);
+        if !surplus && !mutant("retire_no_recheck") {
+            // (Mutant: skips the re-check, so a task queued while this thread retires can be left with no thread.)
+            fence(Ordering::SeqCst);
+            if self.queue.len() > 0 {
+                let mut workers = self.workers.lock();
+                if workers.started < self.max_workers.load(Ordering::Relaxed) {
+                    workers.started += 1;
+                    self.started.store(workers.started, Ordering::Release);
+                    return false;
+                }
+            }
+        }
+        let mut workers = self.workers.lock();
+        workers.alive -= 1;
+        // This thread is finishing: detach it, since nobody will join a retired thread.
+        if let Some(position) = workers.threads.iter().position(|t| t.thread().id() == me) {
+            drop(workers.threads.swap_remove(position));
+        }
+        drop(workers);
+        self.worker_exit.notify_all();
+        true
     }
 
     /// Waits for every worker to exit (but the calling thread, if it is one of them) and reaps the threads.
@@ -240,6 +324,8 @@ pub struct ThreadPoolBuilder {
     thread_name_prefix: Option<String>,
     initializer: Option<Initializer>,
     queue_bound: Option<usize>,
+    min_workers: usize,
+    idle_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for ThreadPoolBuilder {
@@ -249,11 +335,39 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name_prefix", &self.thread_name_prefix)
             .field("initializer", &self.initializer.is_some())
             .field("queue_bound", &self.queue_bound)
+            .field("min_workers", &self.min_workers)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
 
 impl ThreadPoolBuilder {
+    /// Keeps at least this many threads once started, when [`idle_timeout`](Self::idle_timeout) retires idle
+    /// ones (default 0). Threads still start lazily. Must not exceed `max_workers`.
+    pub fn min_workers(mut self, min_workers: usize) -> Self {
+        self.min_workers = min_workers;
+        self
+    }
+
+    /// Lets a thread that stayed idle this long exit while more than `min_workers` run; it starts again on
+    /// demand. Without it (the default, as in Python) the pool never shrinks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .max_workers(8)
+    ///     .min_workers(1)
+    ///     .idle_timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = Some(idle_timeout);
+        self
+    }
+
     /// The most threads the pool runs at once (default `min(32, cpus + 4)`, as in Python). Must be at least 1.
     pub fn max_workers(mut self, max_workers: usize) -> Self {
         self.max_workers = Some(max_workers);
@@ -292,20 +406,31 @@ impl ThreadPoolBuilder {
                 "max_workers must be greater than 0".into(),
             ));
         }
+        if self.min_workers > max_workers {
+            return Err(Error::InvalidArgument(format!(
+                "min_workers ({}) must not exceed max_workers ({max_workers})",
+                self.min_workers
+            )));
+        }
         if self.queue_bound == Some(0) {
             return Err(Error::InvalidArgument(
                 "queue_bound must be at least 1".into(),
             ));
         }
+        let number = crate::sync::next_pool_number();
         let thread_name_prefix = self
             .thread_name_prefix
-            .unwrap_or_else(|| format!("ThreadPoolExecutor-{}", crate::sync::next_pool_number()));
+            .unwrap_or_else(|| format!("ThreadPoolExecutor-{number}"));
         Ok(ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 queue: Queue::new(self.queue_bound),
                 gate: RwLock::new(Gate { closed: false }),
                 broken: Mutex::new(None),
-                max_workers,
+                max_workers: AtomicUsize::new(max_workers),
+                min_workers: self.min_workers,
+                idle_timeout: self.idle_timeout,
+                completed: AtomicUsize::new(0),
+                tag: pool_tag(number),
                 thread_name_prefix,
                 initializer: self.initializer,
                 idle: AtomicUsize::new(0),
@@ -338,12 +463,69 @@ impl ThreadPoolExecutor {
             thread_name_prefix: None,
             initializer: None,
             queue_bound: None,
+            min_workers: 0,
+            idle_timeout: None,
         }
     }
 
     /// The most threads this pool runs at once.
     pub fn max_workers(&self) -> usize {
-        self.shared.max_workers
+        // ORDERING: Relaxed: a snapshot.
+        self.shared.max_workers.load(Ordering::Relaxed)
+    }
+
+    /// Changes the most threads the pool runs at once, while it runs. Raising it starts threads for queued
+    /// tasks at once; lowering it lets the surplus threads exit as they finish their current task (idle ones at
+    /// once). Below 1 or below `min_workers` is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(2)?;
+    /// pool.set_max_workers(8)?;
+    /// assert_eq!(pool.max_workers(), 8);
+    /// assert!(pool.set_max_workers(0).is_err());
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn set_max_workers(&self, max_workers: usize) -> Result<(), Error> {
+        if max_workers == 0 || max_workers < self.shared.min_workers {
+            return Err(Error::InvalidArgument(format!(
+                "max_workers must be at least 1 and at least min_workers ({})",
+                self.shared.min_workers
+            )));
+        }
+        // ORDERING: AcqRel: later spawns and retirements read the new bound (they re-check under the lock).
+        let old = self.shared.max_workers.swap(max_workers, Ordering::AcqRel);
+        if max_workers > old {
+            let gate = self.shared.gate.read();
+            if !gate.closed {
+                // Start threads for what is queued, up to the new bound.
+                for _ in old..max_workers {
+                    let before = self.shared.started.load(Ordering::Acquire);
+                    self.shared.adjust_thread_count();
+                    if self.shared.started.load(Ordering::Acquire) == before {
+                        break;
+                    }
+                }
+            }
+        } else if max_workers < old {
+            // Wake idle threads so the surplus can leave without waiting for work.
+            self.shared.queue.nudge(old - max_workers);
+        }
+        Ok(())
+    }
+
+    /// How many tasks the pool's threads have run (as of each thread's last pause: a busy thread adds its count
+    /// before it next waits for work, and every 64 tasks). Tasks a waiting worker ran itself are not counted.
+    ///
+    /// ```
+    /// let pool = concurrent_futures::ThreadPoolExecutor::new(1)?;
+    /// pool.submit(|| ())?.result()?;
+    /// pool.shutdown(true);
+    /// assert_eq!(pool.completed(), 1);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn completed(&self) -> usize {
+        // ORDERING: Relaxed: a statistic.
+        self.shared.completed.load(Ordering::Relaxed)
     }
 
     /// Schedules `task` and returns its future (Python's `submit`).
@@ -363,7 +545,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task);
+        let (job, future) = Task::new_pair(task, self.shared.tag);
         self.shared.enqueue(job, true)?;
         Ok(future)
     }
@@ -390,7 +572,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task);
+        let (job, future) = Task::new_pair(task, self.shared.tag);
         self.shared.enqueue(job, false)?;
         Ok(future)
     }
@@ -564,7 +746,7 @@ impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let workers = self.shared.workers.lock();
         f.debug_struct("ThreadPoolExecutor")
-            .field("max_workers", &self.shared.max_workers)
+            .field("max_workers", &self.max_workers())
             .field("threads", &workers.alive)
             .field("queued", &self.shared.queue.len())
             .field("shutdown", &self.shared.gate.read().closed)

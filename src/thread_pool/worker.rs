@@ -3,13 +3,21 @@
 use std::cell::Cell;
 
 use super::Shared;
-use crate::sync::{Arc, Ordering, thread_local};
+use crate::sync::{Arc, Ordering, Pop, thread_local};
 use crate::unwind;
 
 thread_local! {
     /// The pool (by the address of its shared state) whose worker this thread is; 0 for other threads.
     #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
     static CURRENT_POOL: Cell<usize> = Cell::new(0);
+    /// The tag of that pool's tasks; 0 for other threads.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
+    static CURRENT_TAG: Cell<usize> = Cell::new(0);
+}
+
+/// The tag of the pool whose worker the calling thread is (0 if it is no pool's worker).
+pub(crate) fn current_worker_tag() -> usize {
+    CURRENT_TAG.with(Cell::get)
 }
 
 /// The identity of `shared`, as recorded in [`CURRENT_POOL`].
@@ -25,6 +33,7 @@ pub(super) fn is_worker_of(shared: &Shared) -> bool {
 /// Runs the initializer, then jobs until the queue is closed and drained.
 pub(super) fn run(shared: Arc<Shared>) {
     CURRENT_POOL.with(|current| current.set(pool_id(&shared)));
+    CURRENT_TAG.with(|current| current.set(shared.tag));
     if let Some(initializer) = &shared.initializer {
         let failure = match unwind::run_task(initializer) {
             Ok(Ok(())) => None,
@@ -36,6 +45,8 @@ pub(super) fn run(shared: Arc<Shared>) {
             shared.break_pool(format!(
                 "a thread initializer failed, the thread pool is not usable anymore: {failure}"
             ));
+            // ORDERING: Relaxed: this thread was counted idle from birth (see `Shared::start_worker`).
+            shared.idle.fetch_sub(1, Ordering::Relaxed);
             shared.worker_exited();
             return;
         }
@@ -43,7 +54,7 @@ pub(super) fn run(shared: Arc<Shared>) {
     // Whether this thread is counted in `shared.idle`. A worker counts itself idle from the moment its task's
     // body returns (before the result is published, so a caller that saw the result and submits again finds it
     // idle) until it holds its next job.
-    let idle = Cell::new(false);
+    let idle = Cell::new(true); // counted idle from birth by `Shared::start_worker`
     let set_idle = |now: bool| {
         if idle.replace(now) != now {
             // ORDERING: Relaxed: the idle count only steers how many threads to start; no data is published
@@ -55,20 +66,52 @@ pub(super) fn run(shared: Arc<Shared>) {
             }
         }
     };
+    // Tasks run since this thread last added to `shared.completed` (flushed before it blocks, and every 64).
+    let mut completed = 0;
+    let flush = |completed: &mut usize| {
+        if *completed > 0 {
+            // ORDERING: Relaxed: a statistic; nothing is published through it.
+            shared
+                .completed
+                .fetch_add(std::mem::take(completed), Ordering::Relaxed);
+        }
+    };
     loop {
         let job = match shared.queue.try_pop() {
             Some(job) => job,
             None => {
                 set_idle(true);
-                match shared.queue.pop() {
-                    Some(job) => job,
-                    None => break,
+                flush(&mut completed);
+                match shared.queue.pop_until(shared.idle_deadline()) {
+                    Pop::Item(job) => job,
+                    Pop::Closed => break,
+                    wake @ (Pop::TimedOut | Pop::Nudged) => {
+                        set_idle(false);
+                        if shared.try_retire(matches!(wake, Pop::TimedOut)) {
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
         };
         set_idle(false);
-        job.run(&|| set_idle(true));
+        if job.run(&|| set_idle(true)) {
+            completed += 1;
+            if completed == 64 {
+                flush(&mut completed);
+            }
+        }
+        if shared.over_max() {
+            // `set_max_workers` lowered the maximum: the surplus threads leave as they finish a task.
+            set_idle(false);
+            flush(&mut completed);
+            if shared.try_retire(false) {
+                return;
+            }
+        }
     }
     set_idle(false);
+    flush(&mut completed);
     shared.worker_exited();
 }

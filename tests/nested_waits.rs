@@ -1,0 +1,157 @@
+//! Waits inside the pool that cannot deadlock: a task that waits on a not-yet-started task of its own pool runs
+//! it itself. CPython documents this case as a deadlock (its `ThreadPoolExecutor` docs, "Deadlocks can occur
+//! when the callable associated with a Future waits on the results of another Future").
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use concurrent_futures::{Error, ReturnWhen, ThreadPoolExecutor, as_completed, wait};
+
+fn fib(pool: &ThreadPoolExecutor, n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let (p1, p2) = (pool.clone(), pool.clone());
+    let a = pool.submit(move || fib(&p1, n - 1)).unwrap();
+    let b = pool.submit(move || fib(&p2, n - 2)).unwrap();
+    a.result().unwrap() + b.result().unwrap()
+}
+
+fn fib_plain(n: u64) -> u64 {
+    if n < 2 {
+        n
+    } else {
+        fib_plain(n - 1) + fib_plain(n - 2)
+    }
+}
+
+#[test]
+fn recursive_fibonacci_depth_20_on_one_worker() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let p = pool.clone();
+    let result = pool.submit(move || fib(&p, 20)).unwrap();
+    assert_eq!(result.into_result(), Ok(fib_plain(20)));
+    assert_eq!(pool.workers(), 1);
+}
+
+#[test]
+fn recursive_fibonacci_depth_20_on_two_workers() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let p = pool.clone();
+    let result = pool.submit(move || fib(&p, 20)).unwrap();
+    assert_eq!(result.into_result(), Ok(fib_plain(20)));
+}
+
+/// A recursive fan-out with `wait(ALL_COMPLETED)` inside tasks (a directory-walk shape) on one worker.
+#[test]
+fn fan_out_with_wait_inside_tasks_on_one_worker() {
+    fn walk(
+        pool: &ThreadPoolExecutor,
+        depth: u32,
+        seen: Arc<Mutex<HashSet<String>>>,
+        path: String,
+    ) -> usize {
+        seen.lock().unwrap().insert(path.clone());
+        if depth == 0 {
+            return 1;
+        }
+        let children: Vec<_> = (0..3)
+            .map(|i| {
+                let (p, s, child) = (pool.clone(), seen.clone(), format!("{path}/{i}"));
+                pool.submit(move || walk(&p, depth - 1, s, child)).unwrap()
+            })
+            .collect();
+        let (done, not_done) = wait(&children, None, ReturnWhen::AllCompleted);
+        assert!(not_done.is_empty());
+        1 + done.iter().map(|f| *f.result().unwrap()).sum::<usize>()
+    }
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let (p, s) = (pool.clone(), seen.clone());
+    let count = pool
+        .submit(move || walk(&p, 4, s, "root".into()))
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(count, 1 + 3 + 9 + 27 + 81);
+    assert_eq!(seen.lock().unwrap().len(), count);
+}
+
+/// `as_completed` inside a task over subtasks of the same one-worker pool.
+#[test]
+fn as_completed_inside_a_task_on_one_worker() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let p = pool.clone();
+    let total = pool
+        .submit(move || {
+            let subtasks: Vec<_> = (1..=10u32)
+                .map(|i| p.submit(move || i * i).unwrap())
+                .collect();
+            as_completed(&subtasks, None)
+                .map(|f| *f.unwrap().result().unwrap())
+                .sum::<u32>()
+        })
+        .unwrap();
+    assert_eq!(total.into_result(), Ok((1..=10u32).map(|i| i * i).sum()));
+}
+
+/// A subtask cancelled before its parent waits on it is reported cancelled, and never runs.
+#[test]
+fn cancelled_subtask_is_not_run_by_the_waiter() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let p = pool.clone();
+    let outcome = pool
+        .submit(move || {
+            let ran = Arc::new(Mutex::new(false));
+            let r = ran.clone();
+            let sub = p.submit(move || *r.lock().unwrap() = true).unwrap();
+            assert!(sub.cancel());
+            (sub.result().cloned(), *ran.lock().unwrap())
+        })
+        .unwrap();
+    assert_eq!(outcome.into_result(), Ok((Err(Error::Cancelled), false)));
+}
+
+/// The main thread is no worker: it never runs tasks itself.
+#[test]
+fn non_worker_threads_do_not_run_tasks() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .thread_name_prefix("only")
+        .build()
+        .unwrap();
+    let futures: Vec<_> = (0..50)
+        .map(|_| {
+            pool.submit(|| std::thread::current().name().map(str::to_owned))
+                .unwrap()
+        })
+        .collect();
+    for f in futures {
+        assert_eq!(f.into_result().unwrap().as_deref(), Some("only_0"));
+    }
+}
+
+/// A worker of one pool waiting on another pool's pending task does not run it (it belongs to that pool).
+#[test]
+fn a_worker_does_not_run_another_pools_tasks() {
+    let a = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .thread_name_prefix("a")
+        .build()
+        .unwrap();
+    let b = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .thread_name_prefix("b")
+        .build()
+        .unwrap();
+    let b2 = b.clone();
+    let name = a
+        .submit(move || {
+            let f = b2
+                .submit(|| std::thread::current().name().map(str::to_owned))
+                .unwrap();
+            f.into_result().unwrap()
+        })
+        .unwrap();
+    assert_eq!(name.into_result().unwrap().as_deref(), Some("b_0"));
+}

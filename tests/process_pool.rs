@@ -1,0 +1,1333 @@
+//! Process pool tests. This is a `harness = false` test binary: its own `main` holds the worker-mode line (the
+//! pool re-runs this very executable as its workers), then runs the test cases one by one and prints a
+//! libtest-like summary. `cargo test --test process_pool [FILTER]` runs it.
+//!
+//! Nothing here synchronises with sleeps: tasks report to the test through Unix sockets, and block on them.
+//! Only the timeout tests have tasks that sleep, as the work being timed out.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use concurrent_futures::{
+    Error, Executor, Future, MapOptions, ProcessPoolExecutor, Registry, ReturnWhen,
+    ThreadPoolExecutor, as_completed, wait,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tasks (registered in `main`)
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn abort_task(_: ()) {
+    std::process::abort();
+}
+
+fn exit_task(code: i32) {
+    std::process::exit(code);
+}
+
+fn panic_task(message: String) -> u32 {
+    panic!("{message}");
+}
+
+/// Sleeps: the work a timeout test times out.
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Connects to the test's socket at `path`, sends this worker's pid, then blocks until the test closes the
+/// connection (or kills this worker). Returns the pid.
+fn report_and_block(path: String) -> u32 {
+    let mut stream = UnixStream::connect(&path).expect("the test listens");
+    stream
+        .write_all(&std::process::id().to_le_bytes())
+        .expect("the test reads");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    std::process::id()
+}
+
+fn flip(mut bytes: Vec<u8>) -> Vec<u8> {
+    for byte in &mut bytes {
+        *byte = !*byte;
+    }
+    bytes
+}
+
+fn make_bytes(len: usize) -> Vec<u8> {
+    vec![7; len]
+}
+
+fn print_task(n: u32) -> u32 {
+    println!("hello from worker {} task {n}", std::process::id());
+    n
+}
+
+static INIT_VALUE: AtomicU32 = AtomicU32::new(0);
+
+fn init_ok(value: u32) -> Result<(), String> {
+    INIT_VALUE.store(value, Ordering::SeqCst);
+    Ok(())
+}
+
+fn init_fail(_: ()) -> Result<(), String> {
+    Err("no database".into())
+}
+
+fn read_init(_: ()) -> u32 {
+    INIT_VALUE.load(Ordering::SeqCst)
+}
+
+/// Encodes as a byte that its decoder refuses.
+#[derive(Debug)]
+struct Undecodable;
+
+impl Serialize for Undecodable {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(7)
+    }
+}
+
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("this type never decodes"))
+    }
+}
+
+fn bad_result(_: ()) -> Undecodable {
+    Undecodable
+}
+
+/// Its `Deserialize` panics (in the parent, which must survive it).
+#[derive(Debug)]
+struct PanicsWhenDecoded;
+
+impl Serialize for PanicsWhenDecoded {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsWhenDecoded {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("decoder exploded");
+    }
+}
+
+fn panicking_decode(_: ()) -> PanicsWhenDecoded {
+    PanicsWhenDecoded
+}
+
+/// Its `Serialize` panics (in the worker, which must survive it).
+#[derive(Debug)]
+struct PanicsWhenEncoded;
+
+impl Serialize for PanicsWhenEncoded {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("encoder exploded");
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsWhenEncoded {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(PanicsWhenEncoded)
+    }
+}
+
+fn panicking_encode(_: ()) -> PanicsWhenEncoded {
+    PanicsWhenEncoded
+}
+
+/// Writes a bad frame on this worker's own protocol socket (found through the pool's environment variable), as
+/// a corrupted or foreign worker would: 0, an undecodable body; 1, an oversized length; 2, a reply to a task it
+/// was never given.
+fn corrupt_protocol(kind: u8) {
+    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+    let frame: Vec<u8> = match kind {
+        0 => vec![3, 0, 0, 0, 0xff, 0xff, 0xff],
+        1 => vec![0xf0, 0xff, 0xff, 0xff],
+        _ => vec![3, 0, 0, 0, 1, 99, 0],
+    };
+    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
+    // it is only borrowed for this write.
+    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::write(socket, &frame).expect("write to the protocol socket");
+    // The real reply follows the bad frame; the pool never reads that far.
+}
+
+/// Shuts the read side of this worker's protocol socket: the task's reply still goes out, but the next frame the
+/// pool sends fails at once (EPIPE on Linux), and the worker exits at its next read.
+fn shut_my_reads(_: ()) -> u32 {
+    use std::os::fd::FromRawFd;
+    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
+    // `ManuallyDrop` keeps this borrowed view from closing it.
+    let socket = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
+    socket.shutdown(std::net::Shutdown::Read).unwrap();
+    std::process::id()
+}
+
+/// Runs a pool of its own inside a worker: its workers are this worker's children.
+fn nested_square(x: u64) -> (u64, u32) {
+    let pool = ProcessPoolExecutor::new(1).expect("a pool inside a worker");
+    let value = pool.submit(square, x).unwrap().into_result().unwrap();
+    let grandchild = pool.submit(pid, ()).unwrap().into_result().unwrap();
+    (value, grandchild)
+}
+
+fn not_registered(x: u32) -> u32 {
+    x
+}
+
+fn only_in_parent(x: u32) -> u32 {
+    x
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers
+
+/// Children of this process, as (pid, state) from `/proc/<pid>/stat`.
+fn children() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.get(1).and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(me) {
+            found.push((pid, state));
+        }
+    }
+    found
+}
+
+fn assert_no_children() {
+    let left = children();
+    assert!(
+        left.is_empty(),
+        "child processes left behind (pid, state): {left:?}"
+    );
+}
+
+/// A listening socket a task can report to.
+struct Rendezvous {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Rendezvous {
+    fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "cf-process-test-{}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind a test socket");
+        Rendezvous { listener, path }
+    }
+
+    fn path(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// Waits for a task to connect; returns the connection and the pid it reported.
+    fn accept(&self) -> (UnixStream, u32) {
+        let (mut stream, _) = self.listener.accept().expect("a task connects");
+        let mut pid = [0u8; 4];
+        stream.read_exact(&mut pid).expect("the task sends its pid");
+        (stream, u32::from_le_bytes(pid))
+    }
+}
+
+impl Drop for Rendezvous {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn kill9(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a valid pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill the worker");
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn result<T: Send + Sync + Clone + 'static>(future: &Future<T>) -> Result<T, Error> {
+    future.result_timeout(LONG).cloned()
+}
+
+fn pool(workers: usize) -> ProcessPoolExecutor {
+    ProcessPoolExecutor::new(workers).expect("a pool")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tests
+
+/// Written once against the `Executor` trait; run against both pools.
+fn work<E: Executor>(pool: &E) {
+    let one = pool.submit(square, 7).unwrap();
+    assert_eq!(one.result_timeout(LONG), Ok(&49));
+
+    let squares: Vec<u64> = pool
+        .map(square, 0..50)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(squares, (0..50).map(|x| x * x).collect::<Vec<_>>());
+
+    let options = MapOptions::new().chunksize(8).buffersize(3).timeout(LONG);
+    let chunked: Vec<u64> = pool
+        .map_with(square, 0..100, options)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(chunked, (0..100).map(|x| x * x).collect::<Vec<_>>());
+
+    let futures: Vec<Future<u64>> = (0..10)
+        .map(|i| pool.submit(square, i))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        as_completed(&futures, Some(LONG))
+            .filter(Result::is_ok)
+            .count(),
+        10
+    );
+    let (done, not_done) = wait(&futures, Some(LONG), ReturnWhen::AllCompleted);
+    assert_eq!((done.len(), not_done.len()), (10, 0));
+    let total: u64 = futures.into_iter().map(|f| f.into_result().unwrap()).sum();
+    assert_eq!(total, (0..10).map(|x| x * x).sum::<u64>());
+
+    pool.shutdown(true);
+    assert!(matches!(pool.submit(square, 1), Err(Error::Shutdown)));
+}
+
+fn generic_work_on_thread_pool() {
+    work(&ThreadPoolExecutor::new(2).unwrap());
+}
+
+fn generic_work_on_process_pool() {
+    work(&pool(2));
+}
+
+/// The shared generic program of `tests/common` (the one `executor_generic.rs` runs on the thread pool).
+fn shared_generic_work_on_process_pool() {
+    common::generic::work(&pool(2)).unwrap();
+}
+
+fn map_10000_in_order_with_chunk_sizes() {
+    let pool = pool(4);
+    let expected: Vec<u64> = (0..10_000u64).map(|x| x * x).collect();
+    for chunksize in [1, 7, 250, 1000, 20_000] {
+        let options = MapOptions::new().chunksize(chunksize);
+        let got: Vec<u64> = pool
+            .map_with(square, 0..10_000u64, options)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, expected, "chunksize {chunksize}");
+    }
+    let buffered: Vec<u64> = pool
+        .map_with(
+            square,
+            0..10_000u64,
+            MapOptions::new().chunksize(100).buffersize(4),
+        )
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(buffered, expected);
+}
+
+/// Several threads submit at once through clones of one pool: every task runs once, with its own result.
+fn concurrent_submitters_lose_nothing() {
+    let pool = pool(3);
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let futures: Vec<Future<u64>> = (0..500)
+                    .map(|i| pool.submit(square, t * 1000 + i).unwrap())
+                    .collect();
+                for (i, future) in (0..).zip(futures) {
+                    assert_eq!(future.into_result_timeout(LONG), Ok((t * 1000 + i).pow(2)));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a submitting thread");
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+/// Submits `crash` among ordinary tasks: only its future fails, with an error `check` accepts.
+fn crash_among_others(
+    submit_crash: impl FnOnce(&ProcessPoolExecutor) -> Future<()>,
+    check: impl Fn(&Error),
+) {
+    let pool = pool(2);
+    let before: Vec<Future<u64>> = (0..20).map(|i| pool.submit(square, i).unwrap()).collect();
+    let crashed = submit_crash(&pool);
+    let after: Vec<Future<u64>> = (20..40).map(|i| pool.submit(square, i).unwrap()).collect();
+    let error = crashed
+        .result_timeout(LONG)
+        .expect_err("the crashing task fails");
+    check(&error);
+    for (i, future) in (0..).zip(before.iter().chain(&after)) {
+        assert_eq!(result(future), Ok(i * i));
+    }
+    // The pool keeps serving.
+    assert_eq!(result(&pool.submit(square, 12).unwrap()), Ok(144));
+    drop(pool);
+    assert_no_children();
+}
+
+fn abort_fails_only_its_task() {
+    crash_among_others(
+        |pool| pool.submit(abort_task, ()).unwrap(),
+        |error| match error {
+            Error::WorkerDied { reason, .. } => assert!(reason.contains("SIGABRT"), "{reason}"),
+            other => panic!("expected WorkerDied, got {other:?}"),
+        },
+    );
+}
+
+fn exit_fails_only_its_task() {
+    crash_among_others(
+        |pool| pool.submit(exit_task, 3).unwrap(),
+        |error| match error {
+            Error::WorkerDied { reason, .. } => assert_eq!(reason, "exit status 3"),
+            other => panic!("expected WorkerDied, got {other:?}"),
+        },
+    );
+}
+
+fn sigkill_from_outside_fails_only_its_task() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(2);
+    let victim = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let others: Vec<Future<u64>> = (0..30).map(|i| pool.submit(square, i).unwrap()).collect();
+    let (_connection, victim_pid) = rendezvous.accept();
+    assert!(pool.worker_pids().contains(&victim_pid));
+    kill9(victim_pid);
+    match victim.result_timeout(LONG) {
+        Err(Error::WorkerDied { pid, reason }) => {
+            assert_eq!(pid, victim_pid);
+            assert!(reason.contains("SIGKILL"), "{reason}");
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    for (i, future) in (0..).zip(&others) {
+        assert_eq!(result(future), Ok(i * i));
+    }
+    assert_eq!(result(&pool.submit(square, 5).unwrap()), Ok(25));
+    assert!(!pool.worker_pids().contains(&victim_pid));
+    drop(pool);
+    assert_no_children();
+}
+
+fn panic_is_an_error_with_message_and_location() {
+    let pool = pool(1);
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    match pool
+        .submit(panic_task, "boom".to_string())
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Panicked { message }) => {
+            assert!(message.contains("boom"), "{message}");
+            assert!(message.contains("process_pool.rs:"), "{message}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    // The worker survived its task's panic.
+    assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
+}
+
+fn timeout_kills_and_replaces_the_worker() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let first = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let started = Instant::now();
+    let slow = pool.submit(sleep_ms, 60_000).unwrap();
+    assert_eq!(
+        slow.result_timeout(LONG),
+        Err(Error::TaskTimeout {
+            timeout: Duration::from_millis(1500)
+        })
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let second = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    assert_ne!(first, second, "a new worker replaced the killed one");
+    // A task within its time is unaffected.
+    assert_eq!(result(&pool.submit(sleep_ms, 1).unwrap()), Ok(1));
+    drop(pool);
+    assert_no_children();
+}
+
+fn per_submit_timeout() {
+    let pool = pool(1);
+    let slow = pool
+        .submit_with_timeout(sleep_ms, 60_000, Duration::from_millis(200))
+        .unwrap();
+    assert!(matches!(
+        slow.result_timeout(LONG),
+        Err(Error::TaskTimeout { .. })
+    ));
+    assert_eq!(result(&pool.submit(square, 3).unwrap()), Ok(9));
+}
+
+fn cancel_a_pending_task() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let blocker = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (connection, worker) = rendezvous.accept();
+    let queued = pool.submit(square, 3).unwrap();
+    assert!(blocker.running());
+    assert!(!blocker.cancel(), "a running task cannot be cancelled");
+    assert!(queued.cancel());
+    assert_eq!(queued.result(), Err(Error::Cancelled));
+    drop(connection);
+    assert_eq!(result(&blocker), Ok(worker));
+    assert_eq!(result(&pool.submit(square, 4).unwrap()), Ok(16));
+}
+
+fn shutdown_cancels_queued_futures() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let blocker = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (connection, _) = rendezvous.accept();
+    let queued: Vec<Future<u64>> = (0..3).map(|i| pool.submit(square, i).unwrap()).collect();
+    pool.shutdown_with(false, true);
+    assert!(queued.iter().all(Future::cancelled));
+    assert!(matches!(pool.submit(square, 1), Err(Error::Shutdown)));
+    drop(connection);
+    assert!(result(&blocker).is_ok());
+    pool.shutdown(true);
+    assert!(pool.worker_pids().is_empty());
+    assert_no_children();
+}
+
+/// A done callback runs on one of the pool's own threads; `shutdown(true)` there must not wait for itself.
+fn shutdown_from_a_done_callback_does_not_deadlock() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (connection, _) = rendezvous.accept();
+    let handle = pool.clone();
+    let (tx, rx) = mpsc::channel();
+    running.add_done_callback(move |_| {
+        handle.shutdown(true);
+        drop(handle);
+        tx.send(()).unwrap();
+    });
+    drop(connection);
+    rx.recv_timeout(LONG).expect("the callback returned");
+    assert!(matches!(pool.submit(square, 1), Err(Error::Shutdown)));
+    drop(pool);
+    assert_no_children();
+}
+
+fn shutdown_without_cancel_runs_queued_tasks() {
+    let pool = pool(2);
+    let futures: Vec<Future<u64>> = (0..20).map(|i| pool.submit(square, i).unwrap()).collect();
+    pool.shutdown(false);
+    pool.shutdown(true);
+    for (i, future) in (0..).zip(&futures) {
+        assert!(future.done());
+        assert_eq!(future.result(), Ok(&(i * i)));
+    }
+    assert_no_children();
+}
+
+fn kill_workers_fails_running_and_cancels_queued() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (_connection, _) = rendezvous.accept();
+    let queued = pool.submit(square, 2).unwrap();
+    pool.kill_workers();
+    match running.result_timeout(LONG) {
+        Err(Error::WorkerDied { reason, .. }) => assert!(reason.contains("SIGKILL"), "{reason}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(queued.cancelled());
+    assert!(matches!(pool.submit(square, 1), Err(Error::Shutdown)));
+    drop(pool);
+    assert_no_children();
+}
+
+fn terminate_workers_sends_sigterm() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (_connection, _) = rendezvous.accept();
+    pool.terminate_workers();
+    match running.result_timeout(LONG) {
+        Err(Error::WorkerDied { reason, .. }) => assert!(reason.contains("SIGTERM"), "{reason}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+fn max_tasks_per_child_replaces_workers() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = (0..6)
+        .map(|_| result(&pool.submit(pid, ()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(pids[0], pids[1]);
+    assert_eq!(pids[2], pids[3]);
+    assert_eq!(pids[4], pids[5]);
+    assert_ne!(pids[0], pids[2]);
+    assert_ne!(pids[2], pids[4]);
+    assert_ne!(pids[0], pids[4]);
+    drop(pool);
+    assert_no_children();
+}
+
+fn initializer_runs_in_every_worker() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(init_ok, 41)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(result(&pool.submit(read_init, ()).unwrap()), Ok(41));
+    }
+}
+
+fn initializer_failure_breaks_the_pool() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(init_fail, ())
+        .build()
+        .unwrap();
+    // The first submit starts a worker, so it is accepted; later ones may find the pool broken already. Either
+    // way each task ends with the initializer's failure, on its future or from `submit`.
+    let first = pool.submit(square, 0).unwrap();
+    let outcomes = std::iter::once(Ok(first))
+        .chain((1..5).map(|i| pool.submit(square, i)))
+        .map(|submitted| submitted.and_then(|future| future.result_timeout(LONG).cloned()));
+    for outcome in outcomes {
+        match outcome {
+            Err(Error::Broken { reason }) => assert!(reason.contains("no database"), "{reason}"),
+            other => panic!("expected Broken, got {other:?}"),
+        }
+    }
+    match pool.submit(square, 1) {
+        Err(Error::Broken { reason }) => assert!(reason.contains("no database"), "{reason}"),
+        other => panic!("expected Broken, got {other:?}"),
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+fn unknown_and_unnameable_tasks_are_refused() {
+    let pool = pool(1);
+    assert!(matches!(
+        pool.submit(not_registered, 1),
+        Err(Error::UnknownTask(name)) if name.contains("not_registered")
+    ));
+    let pointer: fn(u64) -> u64 = square;
+    assert!(matches!(
+        pool.submit(pointer, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    let offset = 5u64;
+    assert!(matches!(
+        pool.submit(move |x: u64| x + offset, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pool.map(not_registered, [1, 2]).map(|_| ()),
+        Err(Error::UnknownTask(_))
+    ));
+    assert_eq!(result(&pool.submit(square, 2).unwrap()), Ok(4));
+    assert!(pool.worker_pids().len() <= 1);
+}
+
+fn registry_refuses_duplicates_and_pointers() {
+    let twice = Registry::new().register(square).register(square).serve();
+    assert!(matches!(twice, Err(Error::InvalidArgument(_))));
+    let pointer: fn(u64) -> u64 = square;
+    let refused = Registry::new().register(pointer).serve();
+    assert!(matches!(refused, Err(Error::InvalidArgument(_))));
+    // This process already installed its registry.
+    assert!(matches!(
+        Registry::new().register(square).serve(),
+        Err(Error::InvalidState(_))
+    ));
+}
+
+fn undecodable_result_is_a_serialization_error() {
+    let pool = pool(1);
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    match pool.submit(bad_result, ()).unwrap().result_timeout(LONG) {
+        Err(Error::Serialization(what)) => assert!(what.contains("bad_result"), "{what}"),
+        other => panic!("expected Serialization, got {other:?}"),
+    }
+    // Same worker, still in step.
+    assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
+    match pool
+        .submit(panicking_decode, ())
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Serialization(what)) => assert!(what.contains("decoder exploded"), "{what}"),
+        other => panic!("expected Serialization, got {other:?}"),
+    }
+    match pool
+        .submit(panicking_encode, ())
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Panicked { message }) => {
+            assert!(message.contains("encoder exploded"), "{message}")
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
+}
+
+fn payloads_of_64_mib_round_trip() {
+    let pool = pool(1);
+    let input: Vec<u8> = (0..64 << 20).map(|i: usize| (i % 251) as u8).collect();
+    let future = pool.submit(flip, input.clone()).unwrap();
+    let output = future
+        .into_result_timeout(Duration::from_secs(300))
+        .unwrap();
+    assert_eq!(output.len(), input.len());
+    assert!(output.iter().zip(&input).all(|(o, i)| *o == !*i));
+}
+
+fn oversized_frames_are_protocol_errors() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_frame_size(1 << 20)
+        .build()
+        .unwrap();
+    match pool
+        .submit(flip, vec![0u8; 2 << 20])
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Protocol(what)) => assert!(what.contains("maximum frame size"), "{what}"),
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    match pool
+        .submit(make_bytes, 2 << 20)
+        .unwrap()
+        .result_timeout(LONG)
+    {
+        Err(Error::Protocol(what)) => assert!(what.contains("maximum frame size"), "{what}"),
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert_eq!(
+        result(&pool.submit(make_bytes, 1000).unwrap()).map(|v| v.len()),
+        Ok(1000)
+    );
+}
+
+fn malformed_frames_from_a_worker_are_protocol_errors() {
+    let pool = pool(1);
+    let expected = ["malformed frame", "maximum frame size", "not running"];
+    for (kind, what) in (0u8..).zip(expected) {
+        match pool
+            .submit(corrupt_protocol, kind)
+            .unwrap()
+            .result_timeout(LONG)
+        {
+            Err(Error::Protocol(message)) => assert!(message.contains(what), "{message}"),
+            other => panic!("expected Protocol, got {other:?}"),
+        }
+        assert_eq!(result(&pool.submit(square, 6).unwrap()), Ok(36));
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+/// A task handed to a worker that cannot take its frame goes back to the queue and runs on another worker,
+/// instead of failing with the worker's death.
+#[cfg(target_os = "linux")]
+fn a_task_a_worker_cannot_take_runs_elsewhere() {
+    let pool = pool(1);
+    let first = pool.submit(shut_my_reads, ()).unwrap();
+    let next = pool.submit(pid, ()).unwrap();
+    let first = result(&first).unwrap();
+    let next = result(&next).unwrap();
+    assert_ne!(first, next, "the next task ran in a new worker");
+    drop(pool);
+    assert_no_children();
+}
+
+#[cfg(not(target_os = "linux"))]
+fn a_task_a_worker_cannot_take_runs_elsewhere() {}
+
+/// With tasks sent ahead, results still come in order, a crash or a timeout fails only the task that was
+/// running (the ones sent ahead run on the replacement), and `kill_workers` cancels what had not started.
+fn tasks_ahead_pipeline_and_survive_crashes() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .tasks_ahead(1)
+        .build()
+        .unwrap();
+    let expected: Vec<u64> = (0..2000u64).map(|x| x * x).collect();
+    let got: Vec<u64> = pool
+        .map(square, 0..2000u64)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got, expected);
+
+    let crashes: Vec<Future<()>> = (0..3)
+        .map(|_| pool.submit(abort_task, ()).unwrap())
+        .collect();
+    let others: Vec<Future<u64>> = (0..50).map(|i| pool.submit(square, i).unwrap()).collect();
+    for crash in &crashes {
+        assert!(matches!(
+            crash.result_timeout(LONG),
+            Err(Error::WorkerDied { .. })
+        ));
+    }
+    for (i, future) in (0..).zip(&others) {
+        assert_eq!(result(future), Ok(i * i));
+    }
+
+    let slow = pool
+        .submit_with_timeout(sleep_ms, 60_000, Duration::from_millis(500))
+        .unwrap();
+    let after: Vec<Future<u64>> = (0..10).map(|i| pool.submit(square, i).unwrap()).collect();
+    assert!(matches!(
+        slow.result_timeout(LONG),
+        Err(Error::TaskTimeout { .. })
+    ));
+    for (i, future) in (0..).zip(&after) {
+        assert_eq!(result(future), Ok(i * i));
+    }
+    drop(pool);
+    assert_no_children();
+
+    let rendezvous = Rendezvous::new();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .tasks_ahead(1)
+        .build()
+        .unwrap();
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (_connection, _) = rendezvous.accept();
+    let ahead = pool.submit(square, 2).unwrap();
+    let queued = pool.submit(square, 3).unwrap();
+    pool.kill_workers();
+    assert!(matches!(
+        running.result_timeout(LONG),
+        Err(Error::WorkerDied { .. })
+    ));
+    assert_eq!(ahead.result_timeout(LONG), Err(Error::Cancelled));
+    assert_eq!(queued.result_timeout(LONG), Err(Error::Cancelled));
+    drop(pool);
+    assert_no_children();
+}
+
+/// Runs this test binary with `args` and returns its stdout.
+fn run_self(args: &[&str]) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn worker_prints_reach_stdout() {
+    let stdout = run_self(&["--scenario-print"]);
+    for n in 0..3 {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.starts_with("hello from worker")
+                    && line.ends_with(&format!("task {n}"))),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("print scenario: [0, 1, 2]"), "{stdout}");
+}
+
+fn scenario_print() {
+    let pool = pool(2);
+    let results: Vec<u32> = pool
+        .map(print_task, 0..3)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    pool.shutdown(true);
+    println!("print scenario: {results:?}");
+}
+
+fn build_mismatch_is_a_protocol_error() {
+    let stdout = run_self(&["--mismatch-parent"]);
+    assert!(stdout.contains("mismatch scenario: Protocol"), "{stdout}");
+    assert!(stdout.contains("different build"), "{stdout}");
+}
+
+fn scenario_mismatch() {
+    let pool = pool(1);
+    let outcome = pool
+        .submit(square, 3)
+        .unwrap()
+        .result_timeout(LONG)
+        .cloned();
+    match outcome {
+        Err(Error::Protocol(what)) => println!("mismatch scenario: Protocol: {what}"),
+        other => println!("mismatch scenario: unexpected {other:?}"),
+    }
+    match pool.submit(square, 3) {
+        Err(error) => println!("later submit: {error}"),
+        Ok(_) => println!("later submit: accepted"),
+    }
+}
+
+/// The parent is SIGKILLed while its worker runs a task: the worker must not outlive it (on Linux the pool sets
+/// `PR_SET_PDEATHSIG`). The worker holds a connection to this test; its end of stream is the worker's death.
+#[cfg(target_os = "linux")]
+fn workers_die_with_their_parent() {
+    let rendezvous = Rendezvous::new();
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario-orphan", &rendezvous.path()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the parent scenario");
+    let (mut connection, worker) = rendezvous.accept();
+    assert_ne!(worker, parent.id());
+    parent.kill().expect("kill the parent");
+    parent.wait().expect("reap the parent");
+    // A guard against hanging if the worker survives, not a synchronisation.
+    connection
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    match connection.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(error) => panic!("worker {worker} outlived its parent ({error})"),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn workers_die_with_their_parent() {}
+
+fn scenario_orphan(path: String) {
+    let pool = pool(1);
+    let _task = pool.submit(report_and_block, path).unwrap();
+    // Wait to be killed by the test (stdin is a pipe the test never writes to).
+    let mut buf = [0u8; 1];
+    let _ = std::io::stdin().read(&mut buf);
+    std::process::exit(0);
+}
+
+/// An invitation that does not name this process's parent (inherited by accident, or typed by hand) never
+/// enters worker mode: the program runs normally.
+fn stray_invitation_does_not_enter_worker_mode() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .arg("--scenario-print")
+        .env("CONCURRENT_FUTURES_WORKER", "1:3:1048576:0123456789abcdef")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("print scenario: [0, 1, 2]"), "{stdout}");
+}
+
+/// Speaks the wire protocol by hand to a worker started like the pool starts one: it says hello first, and
+/// answers a call of an unknown name with `UnknownTask` (the pool itself refuses such a submit earlier).
+fn worker_answers_unknown_names_with_unknown_task() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let fd = theirs.as_raw_fd();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env(
+        "CONCURRENT_FUTURES_WORKER",
+        format!("{}:{fd}:1048576:test-token", std::process::id()),
+    );
+    // SAFETY: runs in the forked child before exec and only calls fcntl (async-signal-safe, no allocation) on
+    // an fd that is open there, because `theirs` is alive in the parent until `spawn` returns.
+    unsafe {
+        command.pre_exec(move || {
+            let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+            rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("start a worker by hand");
+    drop(theirs);
+
+    let read_frame = |stream: &mut UnixStream| -> Vec<u8> {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).expect("a frame");
+        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+        stream.read_exact(&mut body).expect("a frame body");
+        body
+    };
+    let hello = read_frame(&mut ours);
+    assert_eq!(hello[0], 0, "the first frame is a hello");
+    assert_eq!(&hello[1..9], b"cfpool\0\x01", "with the protocol's magic");
+
+    // Call { id: 5, name: "nope", chunk: false }, and an empty argument.
+    let call = [5, 4, b'n', b'o', b'p', b'e', 0];
+    let mut frame = (call.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&call);
+    ours.write_all(&frame).unwrap();
+    // Done { id: 5, status: UnknownTask("nope") }
+    assert_eq!(read_frame(&mut ours), [1, 5, 2, 4, b'n', b'o', b'p', b'e']);
+
+    drop(ours);
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the worker exits cleanly at end of stream: {status}"
+    );
+}
+
+/// Workers that never reach the worker-mode line are killed after the startup timeout, and the pool reports
+/// why instead of hanging.
+fn silent_workers_break_the_pool_with_a_reason() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .arg("--scenario-slow-start")
+        .env("CF_TEST_SLOW_START", "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("slow start scenario: Broken"), "{stdout}");
+    assert!(stdout.contains("did not start serving"), "{stdout}");
+}
+
+fn scenario_slow_start() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .startup_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let outcome = pool
+        .submit(square, 3)
+        .unwrap()
+        .result_timeout(LONG)
+        .cloned();
+    match outcome {
+        Err(Error::Broken { reason }) => println!("slow start scenario: Broken: {reason}"),
+        other => println!("slow start scenario: unexpected {other:?}"),
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+fn a_worker_can_run_a_pool_of_its_own() {
+    let pool = pool(1);
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let (value, grandchild) = result(&pool.submit(nested_square, 11).unwrap()).unwrap();
+    assert_eq!(value, 121);
+    assert_ne!(grandchild, worker);
+    assert_ne!(grandchild, std::process::id());
+    drop(pool);
+    assert_no_children();
+}
+
+fn async_await_a_process_future() {
+    let pool = pool(1);
+    let future = pool.submit(square, 9).unwrap();
+    assert_eq!(pollster::block_on(future), Ok(81));
+}
+
+fn no_children_left_at_the_end() {
+    assert_no_children();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Runner
+
+const TESTS: &[(&str, fn())] = &[
+    ("generic_work_on_thread_pool", generic_work_on_thread_pool),
+    ("generic_work_on_process_pool", generic_work_on_process_pool),
+    (
+        "shared_generic_work_on_process_pool",
+        shared_generic_work_on_process_pool,
+    ),
+    (
+        "map_10000_in_order_with_chunk_sizes",
+        map_10000_in_order_with_chunk_sizes,
+    ),
+    (
+        "concurrent_submitters_lose_nothing",
+        concurrent_submitters_lose_nothing,
+    ),
+    ("abort_fails_only_its_task", abort_fails_only_its_task),
+    ("exit_fails_only_its_task", exit_fails_only_its_task),
+    (
+        "sigkill_from_outside_fails_only_its_task",
+        sigkill_from_outside_fails_only_its_task,
+    ),
+    (
+        "panic_is_an_error_with_message_and_location",
+        panic_is_an_error_with_message_and_location,
+    ),
+    (
+        "timeout_kills_and_replaces_the_worker",
+        timeout_kills_and_replaces_the_worker,
+    ),
+    ("per_submit_timeout", per_submit_timeout),
+    ("cancel_a_pending_task", cancel_a_pending_task),
+    (
+        "shutdown_cancels_queued_futures",
+        shutdown_cancels_queued_futures,
+    ),
+    (
+        "shutdown_from_a_done_callback_does_not_deadlock",
+        shutdown_from_a_done_callback_does_not_deadlock,
+    ),
+    (
+        "shutdown_without_cancel_runs_queued_tasks",
+        shutdown_without_cancel_runs_queued_tasks,
+    ),
+    (
+        "kill_workers_fails_running_and_cancels_queued",
+        kill_workers_fails_running_and_cancels_queued,
+    ),
+    (
+        "terminate_workers_sends_sigterm",
+        terminate_workers_sends_sigterm,
+    ),
+    (
+        "max_tasks_per_child_replaces_workers",
+        max_tasks_per_child_replaces_workers,
+    ),
+    (
+        "initializer_runs_in_every_worker",
+        initializer_runs_in_every_worker,
+    ),
+    (
+        "initializer_failure_breaks_the_pool",
+        initializer_failure_breaks_the_pool,
+    ),
+    (
+        "unknown_and_unnameable_tasks_are_refused",
+        unknown_and_unnameable_tasks_are_refused,
+    ),
+    (
+        "registry_refuses_duplicates_and_pointers",
+        registry_refuses_duplicates_and_pointers,
+    ),
+    (
+        "undecodable_result_is_a_serialization_error",
+        undecodable_result_is_a_serialization_error,
+    ),
+    (
+        "payloads_of_64_mib_round_trip",
+        payloads_of_64_mib_round_trip,
+    ),
+    (
+        "oversized_frames_are_protocol_errors",
+        oversized_frames_are_protocol_errors,
+    ),
+    (
+        "malformed_frames_from_a_worker_are_protocol_errors",
+        malformed_frames_from_a_worker_are_protocol_errors,
+    ),
+    (
+        "a_task_a_worker_cannot_take_runs_elsewhere",
+        a_task_a_worker_cannot_take_runs_elsewhere,
+    ),
+    (
+        "tasks_ahead_pipeline_and_survive_crashes",
+        tasks_ahead_pipeline_and_survive_crashes,
+    ),
+    ("worker_prints_reach_stdout", worker_prints_reach_stdout),
+    (
+        "build_mismatch_is_a_protocol_error",
+        build_mismatch_is_a_protocol_error,
+    ),
+    (
+        "workers_die_with_their_parent",
+        workers_die_with_their_parent,
+    ),
+    (
+        "stray_invitation_does_not_enter_worker_mode",
+        stray_invitation_does_not_enter_worker_mode,
+    ),
+    (
+        "worker_answers_unknown_names_with_unknown_task",
+        worker_answers_unknown_names_with_unknown_task,
+    ),
+    (
+        "silent_workers_break_the_pool_with_a_reason",
+        silent_workers_break_the_pool_with_a_reason,
+    ),
+    (
+        "a_worker_can_run_a_pool_of_its_own",
+        a_worker_can_run_a_pool_of_its_own,
+    ),
+    ("async_await_a_process_future", async_await_a_process_future),
+    ("no_children_left_at_the_end", no_children_left_at_the_end),
+];
+
+/// How long one test may take before the run is declared hung.
+const HANG: Duration = Duration::from_secs(300);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mismatch = args.iter().any(|a| a == "--mismatch-parent");
+    if args.is_empty() && std::env::var_os("CF_TEST_SLOW_START").is_some() {
+        // The slow-start scenario's workers (run without arguments): never reach the worker-mode line.
+        loop {
+            std::thread::park();
+        }
+    }
+
+    // The worker-mode line. (A parent started with `--mismatch-parent` registers one more task than its
+    // workers, which run without arguments: that is the build-mismatch scenario.)
+    let registry = Registry::new()
+        .register(square)
+        .register(pid)
+        .register(abort_task)
+        .register(exit_task)
+        .register(panic_task)
+        .register(sleep_ms)
+        .register(report_and_block)
+        .register(flip)
+        .register(make_bytes)
+        .register(print_task)
+        .register(init_ok)
+        .register(init_fail)
+        .register(read_init)
+        .register(bad_result)
+        .register(corrupt_protocol)
+        .register(panicking_decode)
+        .register(panicking_encode)
+        .register(shut_my_reads)
+        .register(nested_square)
+        .register(common::generic::square)
+        .register(common::generic::describe)
+        .register(common::generic::fail);
+    let registry = if mismatch {
+        registry.register(only_in_parent)
+    } else {
+        registry
+    };
+    registry.serve().expect("the test registry is valid");
+
+    if mismatch {
+        scenario_mismatch();
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--scenario-orphan") {
+        scenario_orphan(args.get(at + 1).cloned().unwrap_or_default());
+        return;
+    }
+    if args.iter().any(|a| a == "--scenario-slow-start") {
+        scenario_slow_start();
+        return;
+    }
+    if args.iter().any(|a| a == "--scenario-print") {
+        scenario_print();
+        return;
+    }
+
+    // libtest-style: positional arguments filter by substring; flags are ignored.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        print!("test {name} ... ");
+        let _ = std::io::stdout().flush();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let watched = name.to_string();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(HANG) {
+                eprintln!("test {watched} has not finished after {HANG:?}: giving up");
+                std::process::exit(101);
+            }
+        });
+        let outcome = catch_unwind(AssertUnwindSafe(test));
+        let _ = done_tx.send(());
+        match outcome {
+            Ok(()) => println!("ok"),
+            Err(_) => {
+                println!("FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if failed.is_empty() {
+        println!(
+            "\ntest result: ok. {passed} passed; 0 failed; finished in {:.2}s\n",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+        println!(
+            "\ntest result: FAILED. {passed} passed; {} failed; finished in {:.2}s\n",
+            failed.len(),
+            started.elapsed().as_secs_f64()
+        );
+        std::process::exit(101);
+    }
+}
