@@ -902,8 +902,9 @@ fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
 
 #[test]
 fn bad_input_exits_2_with_a_message() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["not a url"], "invalid URL"),
+        (&[""], "the URL is empty"),
         (&["example.com"], "did you mean http://example.com"),
         (&["ftp://example.com/"], "only http and https"),
         (&["http://"], "invalid URL"),

@@ -76,11 +76,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err("the timeout must be greater than zero".into());
     }
+    if duration > Duration::from_secs(24 * 3600) {
+        return Err(format!("{s}: at most a day, please"));
+    }
     Ok(duration)
 }
 
 /// Parses and checks a start URL: absolute, http or https, with a host.
 pub fn parse_start_url(s: &str) -> Result<Url, String> {
+    if s.trim().is_empty() {
+        return Err("the URL is empty (omit it to crawl the built-in demo site)".into());
+    }
     let url = match Url::parse(s) {
         Ok(url) => url,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
@@ -113,6 +119,8 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1e19").is_err());
+        assert!(parse_duration("NaN").is_err());
     }
 
     #[test]

@@ -121,7 +121,11 @@ where
                 pages: args.demo_pages as usize,
                 latency: Duration::from_millis(args.demo_latency_ms),
                 // Longer than the timeout, so the crawler gives up on it; the site stops waiting when it stops.
-                slow: Some(timeout * 3 + Duration::from_secs(1)),
+                slow: Some(
+                    timeout
+                        .saturating_mul(3)
+                        .saturating_add(Duration::from_secs(1)),
+                ),
             };
             match DemoSite::start(options) {
                 Ok(site) => Some(site),
