@@ -5,7 +5,8 @@
 //!
 //! | path | what it is |
 //! |---|---|
-//! | `/` | home: links to `/page/0`..`/page/7` and to every trap below |
+//! | `/` | home: links to `/page/0`..`/page/7`, to every trap below, and last to `/about` |
+//! | `/about` | links to `/slow` |
 //! | `/page/{i}` | `i` < pages: links to its 8 children `8i+8..8i+15`, its parent, one "random" page, some 404s |
 //! | `/redirect/1` | 301 → `/redirect/2` 302 → `/redirect/3` 307 → `/landing` |
 //! | `/loop/a`, `/loop/b` | redirect to each other |
@@ -103,7 +104,7 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
             for i in 0..n.min(8) {
                 let _ = writeln!(body, "<li><a href=\"/page/{i}\">section {i}</a></li>");
             }
-            body.push_str("</ul><ul>\n<li><a href=\"/about#team\">about</a></li>\n");
+            body.push_str("</ul><ul>\n");
             for trap in [
                 "/redirect/1",
                 "/loop/a",
@@ -116,9 +117,8 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
             ] {
                 let _ = writeln!(body, "<li><a href=\"{trap}\">{trap}</a></li>");
             }
-            if options.slow.is_some() {
-                body.push_str("<li><a href=\"/slow\">a slow page</a></li>\n");
-            }
+            // The slow page hangs off /about, listed last: its wait then holds back no other page's links.
+            body.push_str("<li><a href=\"/about#team\">about (and a slow page)</a></li>\n");
             let _ = writeln!(
                 body,
                 "<li><a href=\"{refused}\">a server that is down</a></li>"
@@ -126,13 +126,20 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
             body.push_str("<li><a href=\"mailto:demo@example.invalid\">mail us</a></li>\n</ul>");
             Reply::html(200, page("Demo site", &body))
         }
-        "/about" => Reply::html(
-            200,
-            page(
-                "About",
-                "<a href=\"/\">home</a> <a href=\"page/0#top\">start here</a>",
-            ),
-        ),
+        "/about" => {
+            let slow = if options.slow.is_some() {
+                "<a href=\"/slow\">a slow page</a>"
+            } else {
+                ""
+            };
+            Reply::html(
+                200,
+                page(
+                    "About",
+                    &format!("<a href=\"/\">home</a> <a href=\"page/0#top\">start here</a> {slow}"),
+                ),
+            )
+        }
         "/robots.txt" => Reply {
             status: 200,
             content_type: "text/plain",
