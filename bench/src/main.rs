@@ -580,28 +580,24 @@ fn process_sections(cfg: &Config) -> (Section, Section) {
         cfg.process_map_items,
         cfg.process_chunksize,
     );
-    let pending = process::unavailable();
     let mut submit: Vec<Contender<'_>> = Vec::new();
     let mut map: Vec<Contender<'_>> = Vec::new();
-    let mut skipped = Vec::new();
-    match pending {
-        None => {
-            submit.push(Contender::new(
-                "concurrent-futures `ProcessPoolExecutor`",
-                Kind::Ours,
-                move || process::submit_wait(w, n),
-            ));
-            map.push(Contender::new(
-                "concurrent-futures `ProcessPoolExecutor`",
-                Kind::Ours,
-                move || process::map_chunked(w, mn, c),
-            ));
-        }
-        Some(why) => skipped.push((
-            "concurrent-futures `ProcessPoolExecutor`".to_string(),
-            why.to_string(),
-        )),
-    }
+    let skipped = Vec::new();
+    submit.push(Contender::new(
+        "concurrent-futures `ProcessPoolExecutor`",
+        Kind::Ours,
+        move || process::submit_wait(w, n),
+    ));
+    submit.push(Contender::new(
+        "concurrent-futures `ProcessPoolExecutor` with `tasks_ahead(1)`",
+        Kind::PeerOther,
+        move || process::submit_wait_ahead(w, n),
+    ));
+    map.push(Contender::new(
+        "concurrent-futures `ProcessPoolExecutor`",
+        Kind::Ours,
+        move || process::map_chunked(w, mn, c),
+    ));
     submit.push(Contender::new(
         "Python `ProcessPoolExecutor`",
         Kind::Python,
@@ -650,34 +646,20 @@ fn python_series(section: &Section) -> Option<&stats::Series> {
 }
 
 fn process_targets(submit: &Section, map: &Section) -> Vec<Target> {
-    match process::unavailable() {
-        Some(why) => vec![
-            Target::pending(
-                "6: Python `ProcessPoolExecutor` / ours, submit + result".into(),
-                ">= 10x",
-                why,
-            ),
-            Target::pending(
-                "6: Python `ProcessPoolExecutor` / ours, chunked `map` per item".into(),
-                ">= 3x",
-                why,
-            ),
-        ],
-        None => vec![
-            Target::ratio(
-                "6: Python `ProcessPoolExecutor` / ours, submit + result".into(),
-                python_series(submit),
-                submit.ours(),
-                ">= 10x",
-                |r| r >= 10.0,
-            ),
-            Target::ratio(
-                "6: Python `ProcessPoolExecutor` / ours, chunked `map` per item".into(),
-                python_series(map),
-                map.ours(),
-                ">= 3x",
-                |r| r >= 3.0,
-            ),
-        ],
-    }
+    vec![
+        Target::ratio(
+            "6: Python `ProcessPoolExecutor` / ours, submit + result".into(),
+            python_series(submit),
+            submit.ours(),
+            ">= 10x",
+            |r| r >= 10.0,
+        ),
+        Target::ratio(
+            "6: Python `ProcessPoolExecutor` / ours, chunked `map` per item".into(),
+            python_series(map),
+            map.ours(),
+            ">= 3x",
+            |r| r >= 3.0,
+        ),
+    ]
 }

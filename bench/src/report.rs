@@ -145,18 +145,6 @@ impl Target {
             target: target.into(),
         }
     }
-
-    /// A target that could not be measured in this build, with the reason.
-    pub fn pending(what: String, target: &str, why: &str) -> Target {
-        Target {
-            what,
-            measured: None,
-            shown_as: Shown::Ratio,
-            target: target.into(),
-            met: None,
-            note: why.into(),
-        }
-    }
 }
 
 /// The targets as a Markdown table.
@@ -229,7 +217,6 @@ mod tests {
             Target::absolute("a".into(), Some(&ours), Unit::Bytes, "<= 96 B", |b| {
                 b <= 96.0
             }),
-            Target::pending("p".into(), ">= 10x", "not built yet"),
         ]);
         assert!(
             md.contains("| r | 0.90x (0.90-0.90) | <= 0.8x | **no** |"),
@@ -239,6 +226,5 @@ mod tests {
             md.contains("| a | 90 B (90 B-90 B) | <= 96 B | yes |"),
             "{md}"
         );
-        assert!(md.contains("| p | not built yet | >= 10x | - |"), "{md}");
     }
 }
