@@ -855,6 +855,33 @@ fn a_redirect_chain_stops_after_ten_hops() {
 }
 
 #[test]
+fn all_hosts_honours_each_hosts_robots_txt() {
+    let other = small_site(); // robots.txt: Disallow: /secret
+    let links = format!(
+        r#"<a href="{}">ok</a> <a href="{}">secret</a>"#,
+        other.at("/d"),
+        other.at("/secret/x")
+    );
+    let site = TestSite::start(move |path| match path {
+        "/" => Action::Reply(html(&links)),
+        _ => Action::Reply(not_found()),
+    });
+    let doc = crawl_json(&[site.url.as_str(), "--all-hosts", "--depth", "1"]);
+    let pages = pages(&doc);
+    assert_eq!(pages[&other.at("/d")]["status"], 200);
+    assert!(!pages.contains_key(&other.at("/secret/x")));
+    assert_eq!(
+        doc["robots_blocked_urls"],
+        serde_json::json!([other.at("/secret/x")])
+    );
+    // The other host's robots.txt was fetched once, its disallowed page never.
+    assert_eq!(
+        other.hits(),
+        BTreeMap::from([("/d".to_owned(), 1), ("/robots.txt".to_owned(), 1)])
+    );
+}
+
+#[test]
 fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
     let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
