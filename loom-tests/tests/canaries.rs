@@ -3,7 +3,7 @@
 //! in `models.rs` are not vacuous. Run one at a time (`--test-threads=1`): the mutant switch is process-wide.
 #![cfg(all(concurrent_futures_loom, concurrent_futures_mutant))]
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use concurrent_futures_loom_tests::{model, models};
 
@@ -18,14 +18,14 @@ const CANARIES: &[(&str, &str, fn(), usize)] = &[
     ("wait_no_recheck", "4b as_completed", models::as_completed_two, 2),
     ("no_gate", "5 submit vs shutdown(wait)", models::submit_vs_shutdown, 3),
     ("start_race", "6 shutdown(cancel_futures) vs worker", models::shutdown_cancel_vs_worker, 3),
-    ("overspawn", "7 lazy start, two submitters", models::lazy_start_two_submitters, 2),
+    ("overspawn", "7 lazy start, two submitters", models::lazy_start_two_submitters, 3),
     ("leak_cell", "8 drop last handle while completing", models::drop_handle_while_completing, 3),
     ("shutdown_no_release", "9 bounded queue: blocked submit vs shutdown", models::bounded_submit_released_by_shutdown, 3),
     ("queue_no_release", "9b bounded queue: blocked submit vs worker", models::bounded_submit_released_by_worker, 2),
     ("lost_waker", "10 await vs completion", models::await_vs_completion, 3),
     ("no_claim", "11 nested wait on one worker", models::nested_wait_one_worker, 3),
     ("start_race", "11b claim vs worker dequeue vs cancel", models::claim_vs_dequeue_vs_cancel, 2),
-    ("retire_no_recheck", "12 shrinking vs submit", models::shrink_vs_submit, 3),
+    ("retire_no_recheck", "12 shrinking vs submit", models::shrink_vs_submit, 2),
 ];
 
 /// Runs every canary in a child process (a loom failure can abort while unwinding, which must not take the
@@ -35,32 +35,47 @@ const CANARIES: &[(&str, &str, fn(), usize)] = &[
 fn every_mutant_is_caught_by_its_model() {
     let exe = std::env::current_exe().unwrap();
     let mut vacuous = Vec::new();
-    for (index, (mutant, name, _)) in CANARIES.iter().enumerate() {
-        let output = Command::new(&exe)
-            .args([
-                "--exact",
-                "canary_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("CANARY_INDEX", index.to_string())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let finding = ["deadlock", "leaked", "assertion", "panicked"]
-            .into_iter()
-            .find(|f| stderr.contains(f));
-        match (output.status.success(), finding) {
-            (false, Some(finding)) => {
-                println!("canary {mutant} against model {name}: caught ({finding})")
-            }
-            _ => {
-                println!(
-                    "canary {mutant} against model {name}: NOT caught (exit {:?})",
-                    output.status
-                );
-                vacuous.push(*mutant);
+    // Two children at a time: one per core of the CI machine.
+    let indexed: Vec<_> = CANARIES.iter().enumerate().collect();
+    for pair in indexed.chunks(2) {
+        let children: Vec<_> = pair
+            .iter()
+            .map(|(index, (_, _, _, bound))| {
+                Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "canary_child",
+                        "--ignored",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env("CANARY_INDEX", index.to_string())
+                    .env("LOOM_MAX_PREEMPTIONS", bound.to_string())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for ((_, (mutant, name, _, bound)), child) in pair.iter().zip(children) {
+            let output = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let finding = ["deadlock", "leaked", "assertion", "panicked"]
+                .into_iter()
+                .find(|f| stderr.contains(f));
+            match (output.status.success(), finding) {
+                (false, Some(finding)) => {
+                    println!(
+                        "canary {mutant} against model {name}: caught ({finding}, preemption bound {bound})"
+                    )
+                }
+                _ => {
+                    println!(
+                        "canary {mutant} against model {name}: NOT caught (exit {:?})",
+                        output.status
+                    );
+                    vacuous.push(*mutant);
+                }
             }
         }
     }
