@@ -134,8 +134,9 @@ pub fn wait<W: Waitable>(
     }
     // A worker waiting on tasks of its own pool that have not started runs them itself, one at a time, until
     // the condition holds: with every thread waiting, nothing else would.
+    let on_worker = crate::thread_pool::current_worker_tag() != 0;
     for (i, f) in futures.iter().enumerate() {
-        if tally.satisfies(return_when) {
+        if !on_worker || tally.satisfies(return_when) {
             break;
         }
         if !tally.done[i] && f.watch().run_here() {
@@ -277,7 +278,9 @@ impl<W: Waitable> Iterator for AsCompleted<W> {
             }
             // A worker waiting on a task of its own pool that has not started runs it itself; its completion
             // posts the token, so the wait below returns at once.
-            let _ran_one = self.slots.iter().flatten().any(|f| f.watch().run_here());
+            if crate::thread_pool::current_worker_tag() != 0 {
+                let _ran_one = self.slots.iter().flatten().any(|f| f.watch().run_here());
+            }
             let tokens = self.waiter.wait(self.deadline);
             if tokens.is_empty() {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {

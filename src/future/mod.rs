@@ -215,9 +215,13 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// If the calling thread is a worker of the pool this task belongs to and the task has not started, runs it
     /// here (so a task waiting on a subtask of its own saturated pool cannot deadlock); `true` if it did.
     pub(crate) fn run_here_if_mine(&self) -> bool {
+        // The thread-local first: a thread that is no pool's worker never looks at the state for this.
         let tag = crate::thread_pool::current_worker_tag();
         // (Mutant: never claims, so a worker waiting on its own pool's queued task can wait forever.)
-        !mutant("no_claim") && claimable(self.core().load(), tag) && self.cell.clone().run_here()
+        tag != 0
+            && !mutant("no_claim")
+            && claimable(self.core().load(), tag)
+            && self.cell.clone().run_here()
     }
 
     /// Waits until the completing thread has finished running the callbacks (which hold a handle meanwhile).
