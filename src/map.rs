@@ -25,6 +25,34 @@ impl<R: Send + Sync + 'static> Batch<R> {
 /// Pulls the next batch from the inputs and submits it: `None` once the inputs are exhausted.
 pub(crate) type Source<'a, R> = Box<dyn FnMut() -> Option<Result<Batch<R>, Error>> + Send + 'a>;
 
+/// The [`Source`] every executor's `map` uses: takes one input at a time (`chunksize` 1) and submits it with
+/// `one`, or takes `chunksize` inputs at a time and submits them with `chunk`.
+pub(crate) fn batches<'a, A, R, I, One, Chunk>(
+    mut inputs: I,
+    chunksize: usize,
+    mut one: One,
+    mut chunk: Chunk,
+) -> Source<'a, R>
+where
+    R: Send + Sync + 'static,
+    I: Iterator<Item = A> + Send + 'a,
+    One: FnMut(A) -> Result<Future<R>, Error> + Send + 'a,
+    Chunk: FnMut(Vec<A>) -> Result<Future<Vec<R>>, Error> + Send + 'a,
+{
+    Box::new(move || {
+        if chunksize == 1 {
+            let input = inputs.next()?;
+            Some(one(input).map(Batch::One))
+        } else {
+            let inputs: Vec<A> = inputs.by_ref().take(chunksize).collect();
+            if inputs.is_empty() {
+                return None;
+            }
+            Some(chunk(inputs).map(Batch::Chunk))
+        }
+    })
+}
+
 /// The results of an executor's `map`, in input order: `Iterator<Item = Result<R, Error>>`.
 ///
 /// After yielding an error (a task's error, or [`Error::Timeout`] once the map's timeout passes) the iterator

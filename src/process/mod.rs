@@ -25,7 +25,7 @@ use self::protocol::{Call, DEFAULT_MAX_FRAME, FrameBuf};
 pub use self::registry::Registry;
 use self::registry::{check_zero_sized, installed, task_name};
 use crate::future::Promise;
-use crate::map::{Batch, Map, Source};
+use crate::map::{Map, batches};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::{Error, Executor, Future, MapOptions, Payload};
 
@@ -534,27 +534,13 @@ impl ProcessPoolExecutor {
         check_zero_sized::<F>()?;
         check_registered::<F>()?;
         let _ = f;
-        let mut inputs = inputs.into_iter();
-        let chunksize = options.chunksize;
         let timeout = self.shared.config.timeout;
-        let source: Source<'a, R> = Box::new(move || {
-            if chunksize == 1 {
-                let input = inputs.next()?;
-                Some(
-                    self.submit_inner::<F, A, R>(&input, false, timeout)
-                        .map(Batch::One),
-                )
-            } else {
-                let chunk: Vec<A> = inputs.by_ref().take(chunksize).collect();
-                if chunk.is_empty() {
-                    return None;
-                }
-                Some(
-                    self.submit_inner::<F, Vec<A>, Vec<R>>(&chunk, true, timeout)
-                        .map(Batch::Chunk),
-                )
-            }
-        });
+        let source = batches(
+            inputs.into_iter(),
+            options.chunksize,
+            move |input: A| self.submit_inner::<F, A, R>(&input, false, timeout),
+            move |chunk: Vec<A>| self.submit_inner::<F, Vec<A>, Vec<R>>(&chunk, true, timeout),
+        );
         Map::new(options, source)
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::future::deadline_after;
 use crate::future::{Runnable, Task, pool_tag};
-use crate::map::{Batch, Map, Source};
+use crate::map::{Map, batches};
 use crate::sync::{
     Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, fence, mutant, thread,
 };
@@ -626,26 +626,19 @@ impl ThreadPoolExecutor {
     {
         options.validate()?;
         let f = Arc::new(f);
-        let mut inputs = inputs.into_iter();
-        let chunksize = options.chunksize;
-        let source: Source<'a, R> = Box::new(move || {
-            let f = f.clone();
-            if chunksize == 1 {
-                let input = inputs.next()?;
-                Some(self.submit(move || f(input)).map(Batch::One))
-            } else {
-                let chunk: Vec<A> = inputs.by_ref().take(chunksize).collect();
-                if chunk.is_empty() {
-                    return None;
-                }
-                Some(
-                    self.submit(move || {
-                        chunk.into_iter().map(|input| f(input)).collect::<Vec<R>>()
-                    })
-                    .map(Batch::Chunk),
-                )
-            }
-        });
+        let g = f.clone();
+        let source = batches(
+            inputs.into_iter(),
+            options.chunksize,
+            move |input| {
+                let f = f.clone();
+                self.submit(move || f(input))
+            },
+            move |chunk: Vec<A>| {
+                let g = g.clone();
+                self.submit(move || chunk.into_iter().map(|input| g(input)).collect::<Vec<R>>())
+            },
+        );
         Map::new(options, source)
     }
 
