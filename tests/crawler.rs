@@ -6,6 +6,8 @@
 
 #[path = "../examples/crawler/main.rs"]
 mod crawler;
+#[path = "common/examples.rs"]
+mod examples;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
@@ -21,6 +23,7 @@ use url::Url;
 use crawler::demo::{DemoOptions, respond};
 use crawler::links;
 use crawler::serve::{Request, Response, Server};
+use examples::Run;
 
 /// Arguments every demo run gets: a small latency, a timeout the slow page exceeds but no other page comes near.
 const DEMO: [&str; 6] = [
@@ -40,71 +43,7 @@ const WATCHDOG: Duration = Duration::from_secs(90);
 /// `target/<profile>/examples/crawler`, built (or found up to date) by cargo on first use.
 fn crawler_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's own path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>");
-        let target_dir = profile_dir.parent().expect("target/<profile>");
-        let mut build = Command::new(env!("CARGO"));
-        // Cargo gives this test process variables such as CARGO_MANIFEST_DIR; some build scripts (ring's) rerun
-        // when those change, so a nested build that inherits them would rebuild dependencies back and forth with
-        // the outer `cargo test`. Build in the environment the outer cargo had, and with the features of the whole
-        // workspace, as `cargo test --workspace` (the project's test command) builds the examples.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                ]
-                .contains(&name.as_ref())
-                || ["CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&name.as_ref())
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--workspace",
-                "--example",
-                "crawler",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-            None => panic!("unexpected test path {}", exe.display()),
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --example crawler failed");
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("crawler{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "no crawler binary at {}", bin.display());
-        bin
-    })
-}
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    BIN.get_or_init(|| examples::build_example("crawler"))
 }
 
 impl Run {
@@ -120,25 +59,7 @@ impl Run {
 
 /// Waits for `child` with the watchdog; kills it and fails if it runs too long.
 fn finish(child: std::process::Child) -> Run {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(output) => {
-            let output = output.expect("the crawler's output");
-            Run {
-                code: output.status.code(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        }
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("the crawler ran longer than {WATCHDOG:?}");
-        }
-    }
+    examples::finish(child, "the crawler", WATCHDOG)
 }
 
 fn crawl(args: &[&str]) -> Run {
