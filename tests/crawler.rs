@@ -12,7 +12,7 @@ mod examples;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -36,6 +36,11 @@ const DEMO: [&str; 6] = [
 ];
 /// If a crawler process runs longer than this, the test fails (a safety net, not a synchronisation).
 const WATCHDOG: Duration = Duration::from_secs(90);
+
+/// The arguments of a demo run: [`DEMO`], then `extra`.
+fn demo<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    DEMO.iter().chain(extra).copied().collect()
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Running the binary
@@ -63,13 +68,7 @@ fn finish(child: std::process::Child) -> Run {
 }
 
 fn crawl(args: &[&str]) -> Run {
-    let child = Command::new(crawler_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the crawler starts");
+    let child = examples::spawn(Command::new(crawler_bin()).args(args), "the crawler");
     finish(child)
 }
 
@@ -370,9 +369,7 @@ fn small_site() -> TestSite {
 
 #[test]
 fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
-    let mut args = DEMO.to_vec();
-    args.extend(["--depth", "1"]);
-    let doc = crawl_json(&args);
+    let doc = crawl_json(&demo(&["--depth", "1"]));
     let pages = pages(&doc);
     let expected = [
         "/",
@@ -415,9 +412,7 @@ fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
 #[test]
 fn demo_traps_are_reported_as_what_they_are() {
     // Depth 2: the slow page hangs off /about.
-    let mut args = DEMO.to_vec();
-    args.extend(["--depth", "2"]);
-    let doc = crawl_json(&args);
+    let doc = crawl_json(&demo(&["--depth", "2"]));
     let pages = pages(&doc);
     let page = |key: &str| {
         pages
@@ -576,10 +571,8 @@ fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
         slow: Some(Duration::from_secs(1)),
     };
     for (depth, max_pages) in [(3, 10_000), (3, 57), (4, 130), (2, 1)] {
-        let mut args = DEMO.to_vec();
         let (depth_arg, max_arg) = (depth.to_string(), max_pages.to_string());
-        args.extend(["--depth", &depth_arg, "--max-pages", &max_arg]);
-        let doc = crawl_json(&args);
+        let doc = crawl_json(&demo(&["--depth", &depth_arg, "--max-pages", &max_arg]));
         let expected = reference_bfs(&options, depth, max_pages);
         assert!(expected.len() <= max_pages);
         let got = order(&doc);
@@ -605,9 +598,7 @@ fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
 
 #[test]
 fn demo_summary_table_is_printed_without_a_url() {
-    let mut args = DEMO.to_vec();
-    args.extend(["--depth", "1"]);
-    let run = crawl(&args);
+    let run = crawl(&demo(&["--depth", "1"]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     for row in [
         "Crawl finished",
@@ -913,20 +904,17 @@ fn ctrl_c_cancels_queued_fetches_and_prints_the_partial_summary() {
         _ => Action::Hold,
     });
     // Two workers: after the home page, 4 fetches are submitted (twice the workers), 2 run and 2 wait in the queue.
-    let mut child = Command::new(crawler_bin())
-        .args([
+    let mut child = examples::spawn(
+        Command::new(crawler_bin()).args([
             site.url.as_str(),
             "--workers",
             "2",
             "--json",
             "--timeout",
             "30s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the crawler starts");
+        ]),
+        "the crawler",
+    );
     // Both workers are inside a fetch when the server holds two requests.
     loop {
         let held = site
@@ -982,13 +970,10 @@ fn progress_bar_on_a_terminal_does_not_block_the_crawl() {
         "{} --demo-latency-ms 1 --timeout 1s --depth 1",
         crawler_bin().display()
     );
-    let child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script starts");
+    let child = examples::spawn(
+        Command::new("script").args(["-qec", &command, "/dev/null"]),
+        "script",
+    );
     let run = finish(child);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert!(

@@ -9,7 +9,7 @@ mod examples;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -26,14 +26,20 @@ fn echo_bin() -> &'static Path {
 }
 
 fn run(args: &[&str]) -> Run {
-    let child = Command::new(echo_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the example starts");
+    let child = examples::spawn(Command::new(echo_bin()).args(args), "the example");
     examples::finish(child, "echo_server", WATCHDOG)
+}
+
+/// Asserts that the example exited with code 0, showing its output otherwise.
+#[track_caller]
+fn assert_succeeded(run: &Run) {
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
 }
 
 /// The value on the report line that starts with `label`.
@@ -52,13 +58,7 @@ fn figure(stdout: &str, label: &str) -> u64 {
 fn self_test_with_500_clients_verifies_every_reply() {
     // `--self-test` with no count means 500 clients, as in the seed program.
     let run = run(&["--self-test", "--messages", "10"]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert_succeeded(&run);
     assert!(
         run.stdout.contains("500 clients x 10 messages"),
         "{}",
@@ -92,13 +92,7 @@ fn a_tiny_pool_with_a_queue_of_one_still_serves_every_client() {
         "--messages",
         "3",
     ]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert_succeeded(&run);
     assert_eq!(figure(&run.stdout, "replies verified"), 600);
     assert_eq!(figure(&run.stdout, "connections"), 200);
     let peak = figure(&run.stdout, "peak concurrent");

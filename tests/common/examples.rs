@@ -2,7 +2,7 @@
 //! those two test files only (`#[path = "common/examples.rs"] mod examples;`), not through `mod common;`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -73,6 +73,17 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Starts `command` with stdin closed and stdout and stderr piped (as [`finish`] expects); fails naming it `what`
+/// if it does not start.
+pub fn spawn(command: &mut Command, what: &str) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} starts: {e:?}"))
 }
 
 /// Waits for `child` (whose stdout and stderr are piped) and collects its output. If it runs longer than
