@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{Counter, Latch, blocked, blocked_running, hold_worker, submit_n};
+use common::{Counter, Latch, blocked, blocked_running, hold_worker, results, submit_n};
 use concurrent_futures::{Error, Future, MapOptions, State, ThreadPoolExecutor};
 
 fn thread_name() -> String {
@@ -227,10 +227,7 @@ fn saturation() {
     started.wait_for(4);
     assert_eq!(started.get(), 4);
     latch.open();
-    let names: HashSet<String> = futures
-        .into_iter()
-        .map(|f| f.into_result().unwrap())
-        .collect();
+    let names: HashSet<String> = results(futures);
     assert_eq!(names.len(), 4);
 }
 
@@ -250,10 +247,7 @@ fn thread_names_assigned() {
         s.wait_for(5);
         thread_name()
     });
-    let names: HashSet<String> = futures
-        .into_iter()
-        .map(|f| f.into_result().unwrap())
-        .collect();
+    let names: HashSet<String> = results(futures);
     let want: HashSet<String> = (0..5).map(|i| format!("SpecialPool_{i}")).collect();
     assert_eq!(names, want);
 }

@@ -63,6 +63,18 @@ where
     (0..n).map(|_| pool.submit(task.clone()).unwrap()).collect()
 }
 
+/// Waits for each of `futures` (each its only handle) and collects their values; panics if one failed.
+pub fn results<T, C>(futures: Vec<Future<T>>) -> C
+where
+    T: Send + Sync + 'static,
+    C: FromIterator<T>,
+{
+    futures
+        .into_iter()
+        .map(|f| f.into_result().unwrap())
+        .collect()
+}
+
 /// Submits a task that waits until `release` is opened, then returns `value`.
 pub fn blocked<T>(pool: &ThreadPoolExecutor, release: &Latch, value: T) -> Future<T>
 where
