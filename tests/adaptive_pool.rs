@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Counter, Latch};
-use concurrent_futures::{Error, ThreadPoolExecutor};
+use common::{Counter, Latch, results, submit_n};
+use concurrent_futures::{Error, Future, ThreadPoolExecutor};
 
 /// Polls `condition` until it holds or `limit` passes; panics with `what` on time-out.
 fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
@@ -20,6 +20,16 @@ fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) 
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Submits `n` tasks that each arrive at `started`, then wait until `n` have arrived: they can only finish when `n`
+/// threads run them at once.
+fn meeting(pool: &ThreadPoolExecutor, started: &Counter, n: usize) -> Vec<Future<()>> {
+    let s = started.clone();
+    submit_n(pool, n, move || {
+        s.arrive();
+        s.wait_for(n);
+    })
+}
+
 /// A burst grows the pool to max_workers; after idle_timeout it returns to min_workers.
 #[test]
 fn burst_grows_to_max_then_shrinks_to_min() {
@@ -31,16 +41,11 @@ fn burst_grows_to_max_then_shrinks_to_min() {
         .unwrap();
     let latch = Latch::new();
     let started = Counter::new();
-    let futures: Vec<_> = (0..8)
-        .map(|_| {
-            let (l, s) = (latch.clone(), started.clone());
-            pool.submit(move || {
-                s.arrive();
-                l.wait();
-            })
-            .unwrap()
-        })
-        .collect();
+    let (l, s) = (latch.clone(), started.clone());
+    let futures = submit_n(&pool, 8, move || {
+        s.arrive();
+        l.wait();
+    });
     started.wait_for(4);
     assert_eq!(pool.workers(), 4, "the burst grew the pool to max_workers");
     assert_eq!(pool.queued(), 4);
@@ -56,20 +61,12 @@ fn burst_grows_to_max_then_shrinks_to_min() {
     });
     assert_eq!(pool.completed(), 8);
     // It grows again on demand, and thread names stay unique.
-    let names: Vec<String> = (0..3)
-        .map(|_| {
-            let s = started.clone();
-            pool.submit(move || {
-                s.arrive();
-                s.wait_for(4 + 4 + 3);
-                std::thread::current().name().unwrap().to_owned()
-            })
-            .unwrap()
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|f| f.into_result().unwrap())
-        .collect();
+    let s = started.clone();
+    let names: Vec<String> = results(submit_n(&pool, 3, move || {
+        s.arrive();
+        s.wait_for(4 + 4 + 3);
+        std::thread::current().name().unwrap().to_owned()
+    }));
     let unique: std::collections::HashSet<_> = names.iter().collect();
     assert_eq!(unique.len(), 3, "{names:?}");
 }
@@ -79,16 +76,7 @@ fn burst_grows_to_max_then_shrinks_to_min() {
 fn without_idle_timeout_the_pool_keeps_its_threads() {
     let pool = ThreadPoolExecutor::new(3).unwrap();
     let started = Counter::new();
-    let futures: Vec<_> = (0..3)
-        .map(|_| {
-            let s = started.clone();
-            pool.submit(move || {
-                s.arrive();
-                s.wait_for(3);
-            })
-            .unwrap()
-        })
-        .collect();
+    let futures = meeting(&pool, &started, 3);
     for f in futures {
         f.result().unwrap();
     }
@@ -120,16 +108,7 @@ fn shrinking_never_strands_a_task() {
 fn set_max_workers_raises_the_bound() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let started = Counter::new();
-    let futures: Vec<_> = (0..3)
-        .map(|_| {
-            let s = started.clone();
-            pool.submit(move || {
-                s.arrive();
-                s.wait_for(3);
-            })
-            .unwrap()
-        })
-        .collect();
+    let futures = meeting(&pool, &started, 3);
     started.wait_for(1);
     assert_eq!(pool.workers(), 1);
     pool.set_max_workers(3).unwrap();
@@ -145,16 +124,7 @@ fn set_max_workers_raises_the_bound() {
 fn set_max_workers_lowers_the_bound() {
     let pool = ThreadPoolExecutor::new(4).unwrap();
     let started = Counter::new();
-    let futures: Vec<_> = (0..4)
-        .map(|_| {
-            let s = started.clone();
-            pool.submit(move || {
-                s.arrive();
-                s.wait_for(4);
-            })
-            .unwrap()
-        })
-        .collect();
+    let futures = meeting(&pool, &started, 4);
     for f in futures {
         f.result().unwrap();
     }
@@ -162,15 +132,9 @@ fn set_max_workers_lowers_the_bound() {
     pool.set_max_workers(1).unwrap();
     eventually("the surplus threads leave", LIMIT, || pool.workers() == 1);
     // The pool still serves, on its one thread.
-    let names: std::collections::HashSet<String> = (0..10)
-        .map(|_| {
-            pool.submit(|| std::thread::current().name().unwrap().to_owned())
-                .unwrap()
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|f| f.into_result().unwrap())
-        .collect();
+    let names: std::collections::HashSet<String> = results(submit_n(&pool, 10, || {
+        std::thread::current().name().unwrap().to_owned()
+    }));
     assert_eq!(names.len(), 1);
 }
 

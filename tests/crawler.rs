@@ -6,11 +6,13 @@
 
 #[path = "../examples/crawler/main.rs"]
 mod crawler;
+#[path = "common/examples.rs"]
+mod examples;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use url::Url;
 use crawler::demo::{DemoOptions, respond};
 use crawler::links;
 use crawler::serve::{Request, Response, Server};
+use examples::Run;
 
 /// Arguments every demo run gets: a small latency, a timeout the slow page exceeds but no other page comes near.
 const DEMO: [&str; 6] = [
@@ -34,77 +37,18 @@ const DEMO: [&str; 6] = [
 /// If a crawler process runs longer than this, the test fails (a safety net, not a synchronisation).
 const WATCHDOG: Duration = Duration::from_secs(90);
 
+/// The arguments of a demo run: [`DEMO`], then `extra`.
+fn demo<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    DEMO.iter().chain(extra).copied().collect()
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Running the binary
 
 /// `target/<profile>/examples/crawler`, built (or found up to date) by cargo on first use.
 fn crawler_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's own path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>");
-        let target_dir = profile_dir.parent().expect("target/<profile>");
-        let mut build = Command::new(env!("CARGO"));
-        // Cargo gives this test process variables such as CARGO_MANIFEST_DIR; some build scripts (ring's) rerun
-        // when those change, so a nested build that inherits them would rebuild dependencies back and forth with
-        // the outer `cargo test`. Build in the environment the outer cargo had, and with the features of the whole
-        // workspace, as `cargo test --workspace` (the project's test command) builds the examples.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                ]
-                .contains(&name.as_ref())
-                || ["CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&name.as_ref())
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--workspace",
-                "--example",
-                "crawler",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-            None => panic!("unexpected test path {}", exe.display()),
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --example crawler failed");
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("crawler{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "no crawler binary at {}", bin.display());
-        bin
-    })
-}
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    BIN.get_or_init(|| examples::build_example("crawler"))
 }
 
 impl Run {
@@ -120,35 +64,11 @@ impl Run {
 
 /// Waits for `child` with the watchdog; kills it and fails if it runs too long.
 fn finish(child: std::process::Child) -> Run {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(output) => {
-            let output = output.expect("the crawler's output");
-            Run {
-                code: output.status.code(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        }
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("the crawler ran longer than {WATCHDOG:?}");
-        }
-    }
+    examples::finish(child, "the crawler", WATCHDOG)
 }
 
 fn crawl(args: &[&str]) -> Run {
-    let child = Command::new(crawler_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the crawler starts");
+    let child = examples::spawn(Command::new(crawler_bin()).args(args), "the crawler");
     finish(child)
 }
 
@@ -449,9 +369,7 @@ fn small_site() -> TestSite {
 
 #[test]
 fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
-    let mut args = DEMO.to_vec();
-    args.extend(["--depth", "1"]);
-    let doc = crawl_json(&args);
+    let doc = crawl_json(&demo(&["--depth", "1"]));
     let pages = pages(&doc);
     let expected = [
         "/",
@@ -494,9 +412,7 @@ fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
 #[test]
 fn demo_traps_are_reported_as_what_they_are() {
     // Depth 2: the slow page hangs off /about.
-    let mut args = DEMO.to_vec();
-    args.extend(["--depth", "2"]);
-    let doc = crawl_json(&args);
+    let doc = crawl_json(&demo(&["--depth", "2"]));
     let pages = pages(&doc);
     let page = |key: &str| {
         pages
@@ -655,10 +571,8 @@ fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
         slow: Some(Duration::from_secs(1)),
     };
     for (depth, max_pages) in [(3, 10_000), (3, 57), (4, 130), (2, 1)] {
-        let mut args = DEMO.to_vec();
         let (depth_arg, max_arg) = (depth.to_string(), max_pages.to_string());
-        args.extend(["--depth", &depth_arg, "--max-pages", &max_arg]);
-        let doc = crawl_json(&args);
+        let doc = crawl_json(&demo(&["--depth", &depth_arg, "--max-pages", &max_arg]));
         let expected = reference_bfs(&options, depth, max_pages);
         assert!(expected.len() <= max_pages);
         let got = order(&doc);
@@ -684,9 +598,7 @@ fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
 
 #[test]
 fn demo_summary_table_is_printed_without_a_url() {
-    let mut args = DEMO.to_vec();
-    args.extend(["--depth", "1"]);
-    let run = crawl(&args);
+    let run = crawl(&demo(&["--depth", "1"]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     for row in [
         "Crawl finished",
@@ -992,20 +904,17 @@ fn ctrl_c_cancels_queued_fetches_and_prints_the_partial_summary() {
         _ => Action::Hold,
     });
     // Two workers: after the home page, 4 fetches are submitted (twice the workers), 2 run and 2 wait in the queue.
-    let mut child = Command::new(crawler_bin())
-        .args([
+    let mut child = examples::spawn(
+        Command::new(crawler_bin()).args([
             site.url.as_str(),
             "--workers",
             "2",
             "--json",
             "--timeout",
             "30s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the crawler starts");
+        ]),
+        "the crawler",
+    );
     // Both workers are inside a fetch when the server holds two requests.
     loop {
         let held = site
@@ -1061,13 +970,10 @@ fn progress_bar_on_a_terminal_does_not_block_the_crawl() {
         "{} --demo-latency-ms 1 --timeout 1s --depth 1",
         crawler_bin().display()
     );
-    let child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script starts");
+    let child = examples::spawn(
+        Command::new("script").args(["-qec", &command, "/dev/null"]),
+        "script",
+    );
     let run = finish(child);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert!(

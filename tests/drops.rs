@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::Latch;
+use common::hold_worker;
 use concurrent_futures::{Error, Future, ThreadPoolExecutor};
 
 /// Counts its drops.
@@ -76,16 +76,7 @@ fn error_outcome_and_set_result_values() {
 #[test]
 fn closure_dropped_once_when_run_cancelled_or_refused() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let busy = pool
-        .submit(move || {
-            s.open();
-            l.wait();
-        })
-        .unwrap();
-    started.wait();
+    let (busy, latch) = hold_worker(&pool);
 
     // Queued behind the busy task, then cancelled by shutdown: dropped once, never run.
     let ran = counter();
@@ -140,16 +131,7 @@ fn producer_started_pool_future_still_drops_its_closure() {
     // worker then refuses to run it, and the cell drops it once.
     let drops = counter();
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let busy = pool
-        .submit(move || {
-            s.open();
-            l.wait();
-        })
-        .unwrap();
-    started.wait();
+    let (busy, latch) = hold_worker(&pool);
     let captured = Tracked(drops.clone());
     let future = pool.submit(move || drop(captured)).unwrap();
     assert_eq!(future.set_running_or_notify_cancel(), Ok(true));

@@ -3,16 +3,18 @@
 
 #[path = "../examples/echo_server.rs"]
 mod echo_server;
+#[path = "common/examples.rs"]
+mod examples;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use echo_server::{EchoServer, run_clients};
+use examples::Run;
 
 /// If the example runs longer than this, the test fails (a safety net, not a synchronisation).
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -20,98 +22,24 @@ const WATCHDOG: Duration = Duration::from_secs(120);
 /// `target/<profile>/examples/echo_server`, built (or found up to date) by cargo on first use.
 fn echo_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's own path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>");
-        let mut build = Command::new(env!("CARGO"));
-        // Cargo gives this test process variables such as CARGO_MANIFEST_DIR; some build scripts (ring's) rerun
-        // when those change, so a nested build that inherits them would rebuild dependencies back and forth with
-        // the outer `cargo test`. Build in the environment the outer cargo had, and with the features of the whole
-        // workspace, as `cargo test --workspace` (the project's test command) builds the examples.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                ]
-                .contains(&name.as_ref())
-                || ["CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&name.as_ref())
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--workspace",
-                "--example",
-                "echo_server",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(profile_dir.parent().expect("target/<profile>"));
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-            None => panic!("unexpected test path {}", exe.display()),
-        }
-        assert!(
-            build.status().expect("cargo runs").success(),
-            "cargo build --example echo_server failed"
-        );
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("echo_server{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "no echo_server binary at {}", bin.display());
-        bin
-    })
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    BIN.get_or_init(|| examples::build_example("echo_server"))
 }
 
 fn run(args: &[&str]) -> Run {
-    let child = Command::new(echo_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the example starts");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(WATCHDOG) {
-        Ok(output) => output.expect("the example's output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("echo_server ran longer than {WATCHDOG:?}");
-        }
-    };
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let child = examples::spawn(Command::new(echo_bin()).args(args), "the example");
+    examples::finish(child, "echo_server", WATCHDOG)
+}
+
+/// Asserts that the example exited with code 0, showing its output otherwise.
+#[track_caller]
+fn assert_succeeded(run: &Run) {
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
 }
 
 /// The value on the report line that starts with `label`.
@@ -130,13 +58,7 @@ fn figure(stdout: &str, label: &str) -> u64 {
 fn self_test_with_500_clients_verifies_every_reply() {
     // `--self-test` with no count means 500 clients, as in the seed program.
     let run = run(&["--self-test", "--messages", "10"]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert_succeeded(&run);
     assert!(
         run.stdout.contains("500 clients x 10 messages"),
         "{}",
@@ -170,13 +92,7 @@ fn a_tiny_pool_with_a_queue_of_one_still_serves_every_client() {
         "--messages",
         "3",
     ]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    assert_succeeded(&run);
     assert_eq!(figure(&run.stdout, "replies verified"), 600);
     assert_eq!(figure(&run.stdout, "connections"), 200);
     let peak = figure(&run.stdout, "peak concurrent");

@@ -5,16 +5,21 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use concurrent_futures::{Error, ReturnWhen, ThreadPoolExecutor, as_completed, wait};
+use concurrent_futures::{Error, Future, ReturnWhen, ThreadPoolExecutor, as_completed, wait};
 
 fn fib(pool: &ThreadPoolExecutor, n: u64) -> u64 {
     if n < 2 {
         return n;
     }
-    let (p1, p2) = (pool.clone(), pool.clone());
-    let a = pool.submit(move || fib(&p1, n - 1)).unwrap();
-    let b = pool.submit(move || fib(&p2, n - 2)).unwrap();
+    let a = submit_fib(pool, n - 1);
+    let b = submit_fib(pool, n - 2);
     a.result().unwrap() + b.result().unwrap()
+}
+
+/// Submits `fib(n)` as a task of `pool`; the task submits its subtasks to the same pool and waits on them.
+fn submit_fib(pool: &ThreadPoolExecutor, n: u64) -> Future<u64> {
+    let p = pool.clone();
+    pool.submit(move || fib(&p, n)).unwrap()
 }
 
 fn fib_plain(n: u64) -> u64 {
@@ -28,8 +33,7 @@ fn fib_plain(n: u64) -> u64 {
 #[test]
 fn recursive_fibonacci_depth_20_on_one_worker() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let p = pool.clone();
-    let result = pool.submit(move || fib(&p, 20)).unwrap();
+    let result = submit_fib(&pool, 20);
     assert_eq!(result.into_result(), Ok(fib_plain(20)));
     assert_eq!(pool.workers(), 1);
 }
@@ -37,8 +41,7 @@ fn recursive_fibonacci_depth_20_on_one_worker() {
 #[test]
 fn recursive_fibonacci_depth_20_on_two_workers() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let p = pool.clone();
-    let result = pool.submit(move || fib(&p, 20)).unwrap();
+    let result = submit_fib(&pool, 20);
     assert_eq!(result.into_result(), Ok(fib_plain(20)));
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::Latch;
+use common::{Latch, blocked};
 use concurrent_futures::{Error, Future, State};
 
 fn pending() -> Future<i32> {
@@ -421,13 +421,7 @@ fn into_result_waits_for_running_callbacks() {
     let in_callback = Latch::new();
     let release = Latch::new();
     let (seen_tx, seen_rx) = mpsc::channel();
-    let s = start.clone();
-    let f = pool
-        .submit(move || {
-            s.wait();
-            String::from("v")
-        })
-        .unwrap();
+    let f = blocked(&pool, &start, String::from("v"));
     {
         let (in_callback, release) = (in_callback.clone(), release.clone());
         f.add_done_callback(move |f: &Future<String>| {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{Counter, Latch};
+use common::{Counter, Latch, blocked, blocked_running, hold_worker, results, submit_n};
 use concurrent_futures::{Error, Future, MapOptions, State, ThreadPoolExecutor};
 
 fn thread_name() -> String {
@@ -218,24 +218,16 @@ fn saturation() {
     let pool = ThreadPoolExecutor::new(4).unwrap();
     let latch = Latch::new();
     let started = Counter::new();
-    let futures: Vec<_> = (0..15 * 4)
-        .map(|_| {
-            let (l, s) = (latch.clone(), started.clone());
-            pool.submit(move || {
-                s.arrive();
-                l.wait();
-                thread_name()
-            })
-            .unwrap()
-        })
-        .collect();
+    let (l, s) = (latch.clone(), started.clone());
+    let futures = submit_n(&pool, 15 * 4, move || {
+        s.arrive();
+        l.wait();
+        thread_name()
+    });
     started.wait_for(4);
     assert_eq!(started.get(), 4);
     latch.open();
-    let names: HashSet<String> = futures
-        .into_iter()
-        .map(|f| f.into_result().unwrap())
-        .collect();
+    let names: HashSet<String> = results(futures);
     assert_eq!(names.len(), 4);
 }
 
@@ -249,21 +241,13 @@ fn thread_names_assigned() {
         .unwrap();
     // Each task waits until all five run at once, so they must be on five threads.
     let started = Counter::new();
-    let futures: Vec<_> = (0..5)
-        .map(|_| {
-            let s = started.clone();
-            pool.submit(move || {
-                s.arrive();
-                s.wait_for(5);
-                thread_name()
-            })
-            .unwrap()
-        })
-        .collect();
-    let names: HashSet<String> = futures
-        .into_iter()
-        .map(|f| f.into_result().unwrap())
-        .collect();
+    let s = started.clone();
+    let futures = submit_n(&pool, 5, move || {
+        s.arrive();
+        s.wait_for(5);
+        thread_name()
+    });
+    let names: HashSet<String> = results(futures);
     let want: HashSet<String> = (0..5).map(|i| format!("SpecialPool_{i}")).collect();
     assert_eq!(names, want);
 }
@@ -304,13 +288,8 @@ fn run_after_shutdown() {
 fn shutdown_wait_runs_queued_tasks() {
     let pool = ThreadPoolExecutor::new(3).unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
-    let futures: Vec<_> = (0..50)
-        .map(|_| {
-            let r = ran.clone();
-            pool.submit(move || r.fetch_add(1, Ordering::SeqCst))
-                .unwrap()
-        })
-        .collect();
+    let r = ran.clone();
+    let futures = submit_n(&pool, 50, move || r.fetch_add(1, Ordering::SeqCst));
     pool.shutdown(true);
     assert_eq!(ran.load(Ordering::SeqCst), 50);
     assert!(futures.iter().all(|f| f.state() == State::Finished));
@@ -324,13 +303,8 @@ fn drop_is_shutdown_wait() {
         let pool = ThreadPoolExecutor::new(2).unwrap();
         let clone = pool.clone();
         drop(clone); // not the last handle: nothing happens
-        (0..20)
-            .map(|_| {
-                let r = ran.clone();
-                pool.submit(move || r.fetch_add(1, Ordering::SeqCst))
-                    .unwrap()
-            })
-            .collect()
+        let r = ran.clone();
+        submit_n(&pool, 20, move || r.fetch_add(1, Ordering::SeqCst))
     };
     assert_eq!(ran.load(Ordering::SeqCst), 20);
     assert!(futures.iter().all(Future::done));
@@ -341,8 +315,7 @@ fn drop_is_shutdown_wait() {
 fn shutdown_no_wait() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let first = pool.submit(move || l.wait()).unwrap();
+    let first = blocked(&pool, &latch, ());
     let queued: Vec<_> = (0..5).map(|i| pool.submit(move || i).unwrap()).collect();
     pool.shutdown(false); // returns although a task is blocked
     assert_eq!(pool.submit(|| 0).unwrap_err(), Error::Shutdown);
@@ -358,17 +331,8 @@ fn shutdown_no_wait() {
 fn shutdown_cancel_futures() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let running = pool
-        .submit(move || {
-            s.open();
-            l.wait();
-            1
-        })
-        .unwrap();
+    let running = blocked_running(&pool, &latch, 1);
     let queued: Vec<_> = (0..50).map(|i| pool.submit(move || i).unwrap()).collect();
-    started.wait();
     let releaser = {
         let latch = latch.clone();
         thread::spawn(move || latch.open())
@@ -386,17 +350,8 @@ fn shutdown_cancel_futures() {
 #[test]
 fn shutdown_cancel_futures_wait_false() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let running = pool
-        .submit(move || {
-            s.open();
-            l.wait();
-        })
-        .unwrap();
+    let (running, latch) = hold_worker(&pool);
     let queued: Vec<_> = (0..10).map(|i| pool.submit(move || i).unwrap()).collect();
-    started.wait();
     pool.shutdown_with(false, true);
     assert!(queued.iter().all(Future::cancelled));
     latch.open();
@@ -416,16 +371,11 @@ fn initializer_runs_in_each_worker() {
         .build()
         .unwrap();
     let latch = Latch::new();
-    let futures: Vec<_> = (0..6)
-        .map(|_| {
-            let l = latch.clone();
-            pool.submit(move || {
-                l.wait();
-                INITIALIZED.with(|i| i.get())
-            })
-            .unwrap()
-        })
-        .collect();
+    let l = latch.clone();
+    let futures = submit_n(&pool, 6, move || {
+        l.wait();
+        INITIALIZED.with(|i| i.get())
+    });
     latch.open();
     assert!(futures.into_iter().all(|f| f.into_result().unwrap()));
 }
@@ -501,16 +451,7 @@ fn bounded_queue_blocks_then_admits() {
         .build()
         .unwrap();
     let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let first = pool
-        .submit(move || {
-            s.open();
-            l.wait();
-            0
-        })
-        .unwrap();
-    started.wait();
+    let first = blocked_running(&pool, &latch, 0);
     let a = pool.try_submit(|| 1).unwrap();
     let b = pool.try_submit(|| 2).unwrap();
     assert_eq!(pool.try_submit(|| 3).unwrap_err(), Error::Full);
@@ -544,16 +485,7 @@ fn bounded_queue_blocked_submit_released_by_shutdown() {
         .queue_bound(1)
         .build()
         .unwrap();
-    let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let first = pool
-        .submit(move || {
-            s.open();
-            l.wait();
-        })
-        .unwrap();
-    started.wait();
+    let (first, latch) = hold_worker(&pool);
     let queued = pool.submit(|| 1).unwrap();
     let p = pool.clone();
     let blocked = thread::spawn(move || p.submit(|| 2).map(|_| ()));
@@ -595,13 +527,7 @@ fn callback_submits_follow_up_work() {
     let (tx, rx) = mpsc::channel();
     let p = pool.clone();
     let latch = Latch::new();
-    let l = latch.clone();
-    let first = pool
-        .submit(move || {
-            l.wait();
-            20
-        })
-        .unwrap();
+    let first = blocked(&pool, &latch, 20);
     first.add_done_callback(move |f| {
         let n = *f.result().unwrap();
         let tx2 = tx.clone();
@@ -618,14 +544,7 @@ fn callback_submits_follow_up_work() {
 #[test]
 fn cancel_drops_the_closure() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let latch = Latch::new();
-    let started = Latch::new();
-    let (l, s) = (latch.clone(), started.clone());
-    let _busy = pool.submit(move || {
-        s.open();
-        l.wait();
-    });
-    started.wait();
+    let (_busy, latch) = hold_worker(&pool);
     let captured = Arc::new(());
     let c = captured.clone();
     let queued = pool.submit(move || drop(c)).unwrap();

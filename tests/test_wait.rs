@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Latch;
+use common::{Latch, blocked};
 use concurrent_futures::{Error, Future, ReturnWhen, ThreadPoolExecutor, as_completed, wait};
 
 fn cancelled() -> Future<i32> {
@@ -50,13 +50,7 @@ fn first_completed() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let latch = Latch::new();
     let future1 = pool.submit(|| 21 * 2).unwrap();
-    let l = latch.clone();
-    let future2 = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future2 = blocked(&pool, &latch, 0);
     let (done, not_done) = wait([&future1, &future2], None, ReturnWhen::FirstCompleted);
     assert_eq!(ids(&done), ids(&[&future1]));
     assert_eq!(ids(&not_done), ids(&[&future2]));
@@ -68,13 +62,7 @@ fn first_completed() {
 fn first_completed_some_already_completed() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let future1 = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future1 = blocked(&pool, &latch, 0);
     let (c, s) = (cancelled(), successful());
     let (done, not_done) = wait([&c, &s, &future1], None, ReturnWhen::FirstCompleted);
     assert_eq!(ids(&done), ids(&[&c, &s]));
@@ -91,13 +79,7 @@ fn first_exception() {
     let future2 = pool
         .submit(|| -> i32 { panic!("sleep_and_raise") })
         .unwrap();
-    let l = latch.clone();
-    let future3 = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future3 = blocked(&pool, &latch, 0);
     let (done, not_done) = wait(
         [&future1, &future2, &future3],
         None,
@@ -114,13 +96,7 @@ fn first_exception_some_already_complete() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let latch = Latch::new();
     let future1 = pool.submit(|| -> i32 { panic!("divmod by zero") }).unwrap();
-    let l = latch.clone();
-    let future2 = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future2 = blocked(&pool, &latch, 0);
     let (s, c) = (successful(), cancelled());
     let (done, not_done) = wait(
         [&s, &c, &future1, &future2],
@@ -137,13 +113,7 @@ fn first_exception_some_already_complete() {
 fn first_exception_one_already_failed() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let future1 = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future1 = blocked(&pool, &latch, 0);
     let e = exception();
     let (done, not_done) = wait([&e, &future1], None, ReturnWhen::FirstException);
     assert_eq!(ids(&done), ids(&[&e]));
@@ -184,13 +154,7 @@ fn all_completed() {
 fn timeout_returns_not_done() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let future = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future = blocked(&pool, &latch, 0);
     let (s, c, e) = (successful(), cancelled(), exception());
     let (done, not_done) = wait(
         [&s, &c, &e, &future],
@@ -237,13 +201,7 @@ fn as_completed_no_timeout() {
 fn as_completed_future_times_out() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let future = pool
-        .submit(move || {
-            l.wait();
-            0
-        })
-        .unwrap();
+    let future = blocked(&pool, &latch, 0);
     let (c, e, s) = (cancelled(), exception(), successful());
     let mut it = as_completed([&c, &e, &s, &future], Some(Duration::from_millis(100)));
     let mut finished = Vec::new();
@@ -271,13 +229,7 @@ fn as_completed_future_times_out() {
 fn as_completed_duplicate_futures() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let future1 = pool
-        .submit(move || {
-            l.wait();
-            1
-        })
-        .unwrap();
+    let future1 = blocked(&pool, &latch, 1);
     latch.open();
     let completed: Vec<_> = as_completed([&future1, &future1, &future1], None).collect();
     assert_eq!(completed.len(), 1);
@@ -288,16 +240,7 @@ fn as_completed_duplicate_futures() {
 fn as_completed_timeout_message() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let blockers: Vec<_> = (0..2)
-        .map(|_| {
-            let l = latch.clone();
-            pool.submit(move || {
-                l.wait();
-                0
-            })
-            .unwrap()
-        })
-        .collect();
+    let blockers: Vec<_> = (0..2).map(|_| blocked(&pool, &latch, 0)).collect();
     let (c, s) = (cancelled(), successful());
     let all = [&c, &s, &blockers[0], &blockers[1]];
     let error = as_completed(all, Some(Duration::from_millis(50)))
@@ -315,14 +258,7 @@ fn as_completed_yields_in_completion_order() {
     let futures: Vec<_> = latches
         .iter()
         .enumerate()
-        .map(|(i, l)| {
-            let l = l.clone();
-            pool.submit(move || {
-                l.wait();
-                i
-            })
-            .unwrap()
-        })
+        .map(|(i, l)| blocked(&pool, l, i))
         .collect();
     let mut it = as_completed(&futures, None);
     for i in [2, 0, 1] {
@@ -338,13 +274,7 @@ fn as_completed_yields_in_completion_order() {
 fn as_completed_dropped_early() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let latch = Latch::new();
-    let l = latch.clone();
-    let f = pool
-        .submit(move || {
-            l.wait();
-            5
-        })
-        .unwrap();
+    let f = blocked(&pool, &latch, 5);
     let it = as_completed([&f], Some(Duration::from_millis(1)));
     drop(it);
     latch.open();

@@ -1,7 +1,10 @@
-//! Helpers shared by the integration tests: a latch to hold tasks, and a logger that records messages.
+//! Helpers shared by the integration tests: a latch to hold tasks, helpers that submit tasks held by a latch, and
+//! a logger that records messages.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use concurrent_futures::{Future, ThreadPoolExecutor};
 
 /// A one-shot gate: tasks `wait()` on it until the test `open()`s it. Synchronises without sleeping.
 #[derive(Clone, Default)]
@@ -49,6 +52,65 @@ impl Counter {
     pub fn get(&self) -> usize {
         *self.0.0.lock().unwrap()
     }
+}
+
+/// Submits `n` tasks, each a clone of `task`, and returns their futures in submission order.
+pub fn submit_n<T, F>(pool: &ThreadPoolExecutor, n: usize, task: F) -> Vec<Future<T>>
+where
+    F: FnOnce() -> T + Clone + Send + 'static,
+    T: Send + Sync + 'static,
+{
+    (0..n).map(|_| pool.submit(task.clone()).unwrap()).collect()
+}
+
+/// Waits for each of `futures` (each its only handle) and collects their values; panics if one failed.
+pub fn results<T, C>(futures: Vec<Future<T>>) -> C
+where
+    T: Send + Sync + 'static,
+    C: FromIterator<T>,
+{
+    futures
+        .into_iter()
+        .map(|f| f.into_result().unwrap())
+        .collect()
+}
+
+/// Submits a task that waits until `release` is opened, then returns `value`.
+pub fn blocked<T>(pool: &ThreadPoolExecutor, release: &Latch, value: T) -> Future<T>
+where
+    T: Send + Sync + 'static,
+{
+    let release = release.clone();
+    pool.submit(move || {
+        release.wait();
+        value
+    })
+    .unwrap()
+}
+
+/// Like [`blocked`], but returns only once the task is running (it holds a worker thread until `release` opens).
+pub fn blocked_running<T>(pool: &ThreadPoolExecutor, release: &Latch, value: T) -> Future<T>
+where
+    T: Send + Sync + 'static,
+{
+    let started = Latch::new();
+    let (s, release) = (started.clone(), release.clone());
+    let future = pool
+        .submit(move || {
+            s.open();
+            release.wait();
+            value
+        })
+        .unwrap();
+    started.wait();
+    future
+}
+
+/// Occupies one worker of `pool`: submits a task, waits until it is running, and returns its future and the latch
+/// whose `open()` lets it finish.
+pub fn hold_worker(pool: &ThreadPoolExecutor) -> (Future<()>, Latch) {
+    let release = Latch::new();
+    (blocked_running(pool, &release, ()), release)
 }
 
 struct Recorder;
