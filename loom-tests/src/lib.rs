@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 
 use loom::sync::{Arc, Condvar, Mutex};
 
-/// Runs `body` under loom with the bounds from the environment (`LOOM_MAX_PREEMPTIONS`, `LOOM_MAX_BRANCHES`),
+/// Runs `body` under loom with the bounds from the environment (`LOOM_MAX_PREEMPTIONS`, default 3;
+/// `LOOM_MAX_BRANCHES`),
 /// refusing the duration and permutation caps that would let a cut-short model report success, and prints the
 /// number of interleavings explored.
 pub fn model<F>(name: &str, body: F)
@@ -26,10 +27,8 @@ where
     F: Fn() + Sync + Send + 'static,
 {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = builder
-        .preemption_bound
-        .map(|bound| bound.min(cap))
-        .or(Some(cap));
+    // LOOM_MAX_PREEMPTIONS, or 3 (what CI uses) when it is not set.
+    builder.preemption_bound = Some(builder.preemption_bound.unwrap_or(3).min(cap));
     assert!(
         builder.max_duration.is_none() && builder.max_permutations.is_none(),
         "LOOM_MAX_DURATION / LOOM_MAX_PERMUTATIONS stop a model early and report success: unset them"
