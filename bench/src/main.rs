@@ -279,8 +279,8 @@ fn document(
         "Commands: `cargo run --release -p concurrent-futures-bench` prints this report; `-- --write` also \
          writes it here; `-- --smoke` runs tiny counts (what CI runs, so the harness cannot rot); \
          `-- --only 1,5` runs some workloads. Python's side is `bench/python/*.py`, run with `python3` (or \
-         `$PYTHON`). The process pool's Rust rows need `--features process-pool` (see \
-         `bench/src/process.rs`).\n\n",
+         `$PYTHON`). The harness's `main` starts with the process pool's worker-mode line, so the same \
+         binary serves as the pool's workers (see `bench/src/process.rs`).\n\n",
     );
     if !targets.is_empty() {
         out.push_str("## Targets (issue 6)\n\n");
