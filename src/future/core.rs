@@ -433,6 +433,28 @@ impl<T> Core<T> {
             .map_err(|error| *error)
     }
 
+    /// [`take_outcome`](Self::take_outcome) for a handle being consumed: also releases that handle, in the same
+    /// read-modify-write that marks the value taken when it succeeds.
+    pub(crate) fn take_outcome_consuming(&self) -> Result<T, Error> {
+        let state = self.load();
+        if state & PHASE == FINISHED && state & (TAKEN | NOTIFYING) == 0 && handles(state) == 1 {
+            // ORDERING: Release, as in `drop_handle`; TAKEN is set in the same step (its bit is clear, so adding it
+            // cannot carry into the handle count).
+            self.state.fetch_sub(ONE_HANDLE - TAKEN, Ordering::Release);
+            return self
+                .outcome
+                .with_mut(|slot| {
+                    // SAFETY: as in `take_outcome`: FINISHED without TAKEN was seen with Acquire, NOTIFYING is clear
+                    // and this was the only handle; TAKEN is now set, so nothing reads or drops the slot again.
+                    unsafe { (*slot).assume_init_read() }
+                })
+                .map_err(|error| *error);
+        }
+        let outcome = self.take_outcome();
+        self.drop_handle();
+        outcome
+    }
+
     /// Moves the outcome out of a finished future whose only handle is the caller's and whose callbacks have run.
     pub(crate) fn take_outcome(&self) -> Result<T, Error> {
         let state = self.load();

@@ -312,11 +312,14 @@ impl<T: Send + Sync + 'static> Future<T> {
                 total: 1,
             });
         }
-        if self.cancelled() {
-            return Err(Error::Cancelled);
-        }
         self.wait_settled();
-        self.core().take_outcome()
+        // `take_outcome_consuming` releases this handle itself (in the same read-modify-write that marks the value
+        // taken), so this handle's `Drop` must not run; the cell reference is dropped here.
+        let this = std::mem::ManuallyDrop::new(self);
+        let outcome = this.core().take_outcome_consuming();
+        // SAFETY: `this` is never used again and its `Drop` does not run, so the `Arc` is moved out exactly once.
+        drop(unsafe { std::ptr::read(&this.cell) });
+        outcome
     }
 
     /// Waits for the task and returns its error, or `None` if it returned a value (Python's `exception()`).
