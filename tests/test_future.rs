@@ -455,14 +455,22 @@ fn failed_with_cancelled_is_cancelled() {
     assert_eq!(f.result(), Err(Error::Cancelled));
 }
 
-/// Awaiting a future from async code (std::future::Future impl).
+/// Awaiting a future from async code (std::future::Future impl) while a worker completes it. A pool task has no
+/// producer handle, so the awaited handle is the only one and the value moves out.
 #[test]
 fn await_from_async_code() {
-    let f = pending();
-    let producer = f.clone();
-    let t = thread::spawn(move || producer.set_result(7).unwrap());
+    let pool = concurrent_futures::ThreadPoolExecutor::new(1).unwrap();
+    let release = Latch::new();
+    let r = release.clone();
+    let f = pool
+        .submit(move || {
+            r.wait();
+            7
+        })
+        .unwrap();
+    let opener = thread::spawn(move || release.open());
     assert_eq!(pollster::block_on(f), Ok(7));
-    t.join().unwrap();
+    opener.join().unwrap();
     assert_eq!(pollster::block_on(cancelled()), Err(Error::Cancelled));
 }
 
