@@ -10,7 +10,39 @@ use crate::{Error, Future, MapOptions};
 /// One submitted unit of a `map`: a single item's future, or a chunk's.
 pub(crate) enum Batch<R> {
     One(Future<R>),
-    Chunk(Future<Vec<R>>),
+    Chunk(Future<Partial<R>>),
+}
+
+/// What a chunk of a `map` produced: the values of its items in input order, up to the first item that failed,
+/// and that item's error. The items after a failed one are not run (the map ends at the error).
+///
+/// A chunk's future fails as a whole only when no item's outcome is known (it was cancelled, timed out, or its
+/// worker died); then [`Map`] yields that error in place of the whole chunk.
+pub(crate) struct Partial<R> {
+    pub(crate) values: Vec<R>,
+    pub(crate) error: Option<Error>,
+}
+
+impl<R> Partial<R> {
+    /// Runs `f` on each input in order, catching panics per item, and stops at the first failure.
+    pub(crate) fn run<A>(inputs: Vec<A>, mut f: impl FnMut(A) -> R) -> Self {
+        let mut values = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match crate::unwind::run_task(|| f(input)) {
+                Ok(value) => values.push(value),
+                Err(error) => {
+                    return Partial {
+                        values,
+                        error: Some(error),
+                    };
+                }
+            }
+        }
+        Partial {
+            values,
+            error: None,
+        }
+    }
 }
 
 impl<R: Send + Sync + 'static> Batch<R> {
@@ -37,7 +69,7 @@ where
     R: Send + Sync + 'static,
     I: Iterator<Item = A> + Send + 'a,
     One: FnMut(A) -> Result<Future<R>, Error> + Send + 'a,
-    Chunk: FnMut(Vec<A>) -> Result<Future<Vec<R>>, Error> + Send + 'a,
+    Chunk: FnMut(Vec<A>) -> Result<Future<Partial<R>>, Error> + Send + 'a,
 {
     Box::new(move || {
         if chunksize == 1 {
@@ -69,6 +101,8 @@ where
 pub struct Map<'a, R: Send + Sync + 'static> {
     in_flight: VecDeque<Batch<R>>,
     current: std::vec::IntoIter<R>,
+    /// The error that ends the chunk being yielded from `current`, once its values are out.
+    current_error: Option<Error>,
     source: Option<Source<'a, R>>,
     buffersize: Option<usize>,
     deadline: Option<Instant>,
@@ -84,6 +118,7 @@ impl<'a, R: Send + Sync + 'static> Map<'a, R> {
         let mut map = Map {
             in_flight: VecDeque::new(),
             current: Vec::new().into_iter(),
+            current_error: None,
             source: None,
             buffersize: options.buffersize,
             deadline,
@@ -118,6 +153,10 @@ impl<R: Send + Sync + 'static> Iterator for Map<'_, R> {
         loop {
             if let Some(value) = self.current.next() {
                 return Some(Ok(value));
+            }
+            if let Some(error) = self.current_error.take() {
+                self.finish();
+                return Some(Err(error));
             }
             if self.ended {
                 return None;
@@ -155,8 +194,9 @@ impl<R: Send + Sync + 'static> Iterator for Map<'_, R> {
             }
             let outcome = match batch {
                 Batch::One(future) => future.into_result().map(|value| Some(value)),
-                Batch::Chunk(future) => future.into_result().map(|values| {
-                    self.current = values.into_iter();
+                Batch::Chunk(future) => future.into_result().map(|partial| {
+                    self.current = partial.values.into_iter();
+                    self.current_error = partial.error;
                     None
                 }),
             };

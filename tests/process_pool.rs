@@ -29,6 +29,13 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn square_or_panic_at_4(x: u64) -> u64 {
+    if x == 4 {
+        panic!("item {x}");
+    }
+    x * x
+}
+
 fn pid(_: ()) -> u32 {
     std::process::id()
 }
@@ -371,6 +378,27 @@ fn map_10000_in_order_with_chunk_sizes() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(buffered, expected);
+}
+
+/// A panic on one item of a chunk yields the values of the items before it, then the panic (with its
+/// location), and the map ends; CPython's process pool loses the whole chunk.
+fn map_panic_in_a_chunk_keeps_the_items_before_it() {
+    let pool = pool(2);
+    let got: Vec<Result<u64, Error>> = pool
+        .map_with(
+            square_or_panic_at_4,
+            0..9u64,
+            MapOptions::new().chunksize(3),
+        )
+        .unwrap()
+        .collect();
+    assert_eq!(got[..4], [Ok(0), Ok(1), Ok(4), Ok(9)]);
+    assert!(
+        matches!(&got[4], Err(Error::Panicked { message }) if message.starts_with("item 4 (at ")),
+        "{:?}",
+        got[4]
+    );
+    assert_eq!(got.len(), 5, "the map ends at the error");
 }
 
 /// Several threads submit at once through clones of one pool: every task runs once, with its own result.
@@ -1108,6 +1136,10 @@ const TESTS: &[(&str, fn())] = &[
         map_10000_in_order_with_chunk_sizes,
     ),
     (
+        "map_panic_in_a_chunk_keeps_the_items_before_it",
+        map_panic_in_a_chunk_keeps_the_items_before_it,
+    ),
+    (
         "concurrent_submitters_lose_nothing",
         concurrent_submitters_lose_nothing,
     ),
@@ -1237,6 +1269,7 @@ fn main() {
     // workers, which run without arguments: that is the build-mismatch scenario.)
     let registry = Registry::new()
         .register(square)
+        .register(square_or_panic_at_4)
         .register(pid)
         .register(abort_task)
         .register(exit_task)

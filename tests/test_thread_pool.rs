@@ -68,6 +68,40 @@ fn map_exception() {
     assert_eq!(it.next(), None);
 }
 
+/// executor.py ExecutorTest.test_map_exception with `chunksize`: a panic on one item of a chunk yields the
+/// values of the items before it, then its error (CPython's process pool loses the whole chunk).
+#[test]
+fn map_exception_in_a_chunk_keeps_the_items_before_it() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let ran_after = Arc::new(AtomicUsize::new(0));
+    let seen = ran_after.clone();
+    let got: Vec<Result<u32, Error>> = pool
+        .map_with(
+            move |x: u32| {
+                if x == 4 {
+                    panic!("item {x}");
+                }
+                if x == 5 {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                x * 10
+            },
+            0..9,
+            MapOptions::new().chunksize(3),
+        )
+        .unwrap()
+        .collect();
+    assert_eq!(got[..4], [Ok(0), Ok(10), Ok(20), Ok(30)]);
+    assert!(matches!(&got[4], Err(Error::Panicked { message }) if message == "item 4"));
+    assert_eq!(got.len(), 5, "the map ends at the error");
+    pool.shutdown(true);
+    assert_eq!(
+        ran_after.load(Ordering::SeqCst),
+        0,
+        "the chunk stops at its failed item"
+    );
+}
+
 /// executor.py ExecutorTest.test_map_timeout: results before the blocked one, then a timeout.
 #[test]
 fn map_timeout() {

@@ -20,12 +20,12 @@ use std::any::TypeId;
 use std::fmt;
 use std::time::Duration;
 
-use self::pool::{Config, InitCheck, Initializer, Job, Shared, Typed};
+use self::pool::{Chunked, Config, InitCheck, Initializer, Job, Pending, Shared, Typed};
 use self::protocol::{Call, DEFAULT_MAX_FRAME, FrameBuf};
 pub use self::registry::Registry;
 use self::registry::{check_zero_sized, installed, task_name};
 use crate::future::Promise;
-use crate::map::{Map, batches};
+use crate::map::{Map, Partial, batches};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::{Error, Executor, Future, MapOptions, Payload};
 
@@ -391,7 +391,9 @@ impl ProcessPoolExecutor {
         R: Payload,
     {
         let _ = f; // zero-sized: its type is all that travels
-        self.submit_inner::<F, A, R>(&arg, false, self.shared.config.timeout)
+        self.submit_inner::<F, A, R>(&arg, false, self.shared.config.timeout, |promise| {
+            Box::new(Typed(promise))
+        })
     }
 
     /// [`submit`](Self::submit) with this task's own timeout instead of the pool's: past it, the worker is
@@ -425,20 +427,24 @@ impl ProcessPoolExecutor {
         R: Payload,
     {
         let _ = f;
-        self.submit_inner::<F, A, R>(&arg, false, Some(timeout))
+        self.submit_inner::<F, A, R>(&arg, false, Some(timeout), |promise| {
+            Box::new(Typed(promise))
+        })
     }
 
-    /// Encodes and queues one task; `T` is what the worker returns (`R`, or `Vec<R>` for a chunk).
+    /// Encodes and queues one task; `T` is what its future holds (`R`, or a [`Partial`] for a chunk), and
+    /// `pending` wraps the future's producer side in what decodes the worker's reply into it.
     fn submit_inner<F, P, T>(
         &self,
         payload: &P,
         chunk: bool,
         timeout: Option<Duration>,
+        pending: impl FnOnce(Promise<T>) -> Box<dyn Pending>,
     ) -> Result<Future<T>, Error>
     where
         F: 'static,
         P: serde::Serialize + ?Sized,
-        T: Payload,
+        T: Send + Sync + 'static,
     {
         check_zero_sized::<F>()?;
         check_registered::<F>()?;
@@ -465,7 +471,7 @@ impl ProcessPoolExecutor {
             name,
             frame,
             timeout,
-            pending: Box::new(Typed(promise)),
+            pending: pending(promise),
             started: false,
         })?;
         Ok(future)
@@ -538,8 +544,16 @@ impl ProcessPoolExecutor {
         let source = batches(
             inputs.into_iter(),
             options.chunksize,
-            move |input: A| self.submit_inner::<F, A, R>(&input, false, timeout),
-            move |chunk: Vec<A>| self.submit_inner::<F, Vec<A>, Vec<R>>(&chunk, true, timeout),
+            move |input: A| {
+                self.submit_inner::<F, A, R>(&input, false, timeout, |promise| {
+                    Box::new(Typed(promise))
+                })
+            },
+            move |chunk: Vec<A>| {
+                self.submit_inner::<F, Vec<A>, Partial<R>>(&chunk, true, timeout, |promise| {
+                    Box::new(Chunked(promise))
+                })
+            },
         );
         Map::new(options, source)
     }

@@ -33,6 +33,7 @@ use super::protocol::{
 };
 use super::spawn::{describe, signal, spawn_worker};
 use crate::future::{Promise, deadline_after};
+use crate::map::Partial;
 use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, thread, thread_local};
 use crate::{Error, Payload};
 
@@ -58,20 +59,8 @@ impl<R: Payload> Pending for Typed<R> {
 
     fn finish(&self, name: &str, status: Status, payload: &[u8]) {
         let outcome = match status {
-            // A panicking `Deserialize` impl must not take the reader thread down with it.
-            Status::Ok => match crate::unwind::run_task(|| postcard::from_bytes::<R>(payload)) {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(Error::Serialization(format!(
-                    "could not decode the result of `{name}`: {error}"
-                ))),
-                Err(panic) => Err(Error::Serialization(format!(
-                    "decoding the result of `{name}` panicked: {panic}"
-                ))),
-            },
-            Status::Panicked(message) => Err(Error::Panicked { message }),
-            Status::UnknownTask(name) => Err(Error::UnknownTask(name)),
-            Status::Serialization(what) => Err(Error::Serialization(what)),
-            Status::TooLarge(what) => Err(Error::Protocol(what)),
+            Status::Ok => decode::<R>(name, payload),
+            failure => Err(status_error(failure)),
         };
         // Fails only if the future was set from outside meanwhile; that outcome stands.
         let _ = self.0.complete(outcome);
@@ -83,6 +72,61 @@ impl<R: Payload> Pending for Typed<R> {
 
     fn cancel(&self) {
         self.0.cancel();
+    }
+}
+
+/// [`Pending`] for a `map` chunk: the worker replies with the values of the items up to the first that failed,
+/// and that item's failure (see `Registry::register`).
+pub(crate) struct Chunked<R>(pub(crate) Promise<Partial<R>>);
+
+impl<R: Payload> Pending for Chunked<R> {
+    fn start(&self) -> bool {
+        self.0.start() == Ok(true)
+    }
+
+    fn finish(&self, name: &str, status: Status, payload: &[u8]) {
+        let outcome = match status {
+            Status::Ok => {
+                decode::<(Vec<R>, Option<Status>)>(name, payload).map(|(values, failure)| Partial {
+                    values,
+                    error: failure.map(status_error),
+                })
+            }
+            failure => Err(status_error(failure)),
+        };
+        let _ = self.0.complete(outcome);
+    }
+
+    fn fail(&self, error: Error) {
+        let _ = self.0.complete(Err(error));
+    }
+
+    fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+/// Decodes a task's result; a panicking `Deserialize` impl must not take the reader thread down with it.
+fn decode<T: serde::de::DeserializeOwned>(name: &str, payload: &[u8]) -> Result<T, Error> {
+    match crate::unwind::run_task(|| postcard::from_bytes::<T>(payload)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Error::Serialization(format!(
+            "could not decode the result of `{name}`: {error}"
+        ))),
+        Err(panic) => Err(Error::Serialization(format!(
+            "decoding the result of `{name}` panicked: {panic}"
+        ))),
+    }
+}
+
+/// The error for a task that failed in its worker.
+fn status_error(status: Status) -> Error {
+    match status {
+        Status::Ok => Error::Protocol("a task reported success without a result".into()),
+        Status::Panicked(message) => Error::Panicked { message },
+        Status::UnknownTask(name) => Error::UnknownTask(name),
+        Status::Serialization(what) => Error::Serialization(what),
+        Status::TooLarge(what) => Error::Protocol(what),
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MAGIC: [u8; 8] = *b"cfpool\0\x01";
 
 /// Bumped whenever a frame's layout changes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The default maximum body size of one frame: 1 GiB.
 pub(crate) const DEFAULT_MAX_FRAME: usize = 1 << 30;

@@ -146,6 +146,8 @@ impl Registry {
         }
         // Decoding, the call and encoding all run under the panic guard: a panicking `Deserialize` or
         // `Serialize` impl fails the task, not the worker.
+        // A chunk runs its items one by one, each under its own guard, and stops at the first that fails: the
+        // reply carries the values before it and its failure, so none of them is lost.
         let invoke: Invoke = Box::new(move |payload, chunk, out| {
             let outcome = run_caught(|| {
                 if chunk {
@@ -153,8 +155,18 @@ impl Registry {
                         Ok(inputs) => inputs,
                         Err(e) => return decode_failure(name, e),
                     };
-                    let results: Vec<R> = inputs.into_iter().map(f).collect();
-                    encode(name, &results, out)
+                    let mut values: Vec<R> = Vec::with_capacity(inputs.len());
+                    let mut failure = None;
+                    for input in inputs {
+                        match run_caught(|| f(input)) {
+                            Ok(value) => values.push(value),
+                            Err(status) => {
+                                failure = Some(status);
+                                break;
+                            }
+                        }
+                    }
+                    encode(name, &(values, failure), out)
                 } else {
                     let input: A = match postcard::from_bytes(payload) {
                         Ok(input) => input,
@@ -282,9 +294,9 @@ fn encode<R: Payload>(name: &str, result: &R, out: &mut FrameBuf) -> Status {
 
 /// Runs a task, turning a panic into [`Status::Panicked`] with its message and location.
 fn run_caught<T>(f: impl FnOnce() -> T) -> Result<T, Status> {
-    worker::enter_task();
+    let outer = worker::enter_task();
     let outcome = catch_unwind(AssertUnwindSafe(f));
-    let location = worker::leave_task();
+    let location = worker::leave_task(outer);
     outcome.map_err(|payload| {
         let message = crate::unwind::panic_message(&*payload);
         Status::Panicked(match location {

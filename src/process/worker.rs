@@ -67,15 +67,16 @@ thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = RefCell::new(None);
 }
 
-/// Marks the start of a task on this thread.
-pub(crate) fn enter_task() {
-    IN_TASK.with(|t| t.set(true));
+/// Marks the start of a task (or of one item of a `map` chunk inside it) on this thread; returns whether a task
+/// was already running here, for [`leave_task`].
+pub(crate) fn enter_task() -> bool {
     PANIC_LOCATION.with(|l| l.borrow_mut().take());
+    IN_TASK.with(|t| t.replace(true))
 }
 
-/// Marks the end of a task; returns where it panicked, if it did.
-pub(crate) fn leave_task() -> Option<String> {
-    IN_TASK.with(|t| t.set(false));
+/// Marks the end of what [`enter_task`] started (`outer`: what it returned); returns where it panicked, if it did.
+pub(crate) fn leave_task(outer: bool) -> Option<String> {
+    IN_TASK.with(|t| t.set(outer));
     PANIC_LOCATION.with(|l| l.borrow_mut().take())
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::future::deadline_after;
 use crate::future::{Runnable, Task, pool_tag};
-use crate::map::{Map, batches};
+use crate::map::{Map, Partial, batches};
 use crate::sync::{
     Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, fence, mutant, thread,
 };
@@ -636,7 +636,7 @@ impl ThreadPoolExecutor {
             },
             move |chunk: Vec<A>| {
                 let g = g.clone();
-                self.submit(move || chunk.into_iter().map(|input| g(input)).collect::<Vec<R>>())
+                self.submit(move || Partial::run(chunk, |input| g(input)))
             },
         );
         Map::new(options, source)
