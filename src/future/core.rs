@@ -515,6 +515,21 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
     outcome: Result<T, Error>,
     from_running: bool,
 ) -> Result<(), Error> {
+    if let Some(notification) = complete_deferred(cell, outcome, from_running)? {
+        notification.run();
+    }
+    Ok(())
+}
+
+/// Sets the outcome of `cell`'s future and wakes its waiters, but leaves its done-callbacks to the caller: they
+/// come back as a [`Notification`] to run on whatever thread the caller chooses (the process pool runs them off
+/// the threads that deliver results, so a callback that blocks cannot stall delivery). `None` if there are no
+/// callbacks to run. Fails with `InvalidState` if the future is already done (or, without `from_running`, running).
+pub(crate) fn complete_deferred<T: Send + Sync + 'static>(
+    cell: &Arc<dyn Cell<T>>,
+    outcome: Result<T, Error>,
+    from_running: bool,
+) -> Result<Option<Notification<T>>, Error> {
     let core = cell.core();
     let left = core.claim_completion(from_running)?;
     if left & PHASE == PENDING && left & JOB != 0 {
@@ -533,20 +548,22 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
         // Mutant: looks for waiters before publishing, so one that registers in between is never woken.
         let waiting = core.state.load(Ordering::Acquire) & WAITING != 0;
         core.publish(phase);
-        if waiting {
-            notify(cell);
-        }
-        return Ok(());
+        return Ok(waiting.then(|| Notification::take(cell)));
     }
     let previous = core.publish(phase);
-    if previous & WAITING != 0 {
-        notify(cell);
-    }
     if mutant("leak_cell") {
         // Mutant: leaks a reference to the cell.
         std::mem::forget(cell.clone());
     }
-    Ok(())
+    if previous & WAITING == 0 {
+        return Ok(None);
+    }
+    let notification = Notification::take(cell);
+    if notification.callbacks.is_empty() {
+        notification.run();
+        return Ok(None);
+    }
+    Ok(Some(notification))
 }
 
 /// Cancels `cell`'s future if it is pending; `true` if it is (now or already) cancelled.
@@ -597,44 +614,86 @@ pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool 
 /// Runs the slow path after a final phase was published with `NOTIFYING` set: wakes waiters, runs callbacks in
 /// the order they were added, then clears `NOTIFYING` and tells whoever waits for that.
 fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
-    let core = cell.core();
-    let entries = core.drain();
-    let mut callbacks = Vec::new();
-    for entry in entries {
-        match entry {
-            Entry::Waiter(waiter, token) => waiter.notify(token),
-            Entry::Waker(waker) => waker.wake(),
-            Entry::Callback(callback) => callbacks.push(callback),
-        }
-    }
-    if !callbacks.is_empty() {
-        // `publish` already counted this handle.
-        let handle = Future { cell: cell.clone() };
-        for callback in callbacks {
-            unwind::run_callback("a done callback", || callback(&handle));
-        }
-        drop(handle);
-    } else {
-        core.drop_handle();
-    }
-    // ORDERING: AcqRel: Release so that the callbacks' reads of the outcome and the handle's drop happen before a
-    // `take_outcome` that sees NOTIFYING clear; Acquire pairs with `register_settle`.
-    let previous = core
-        .state
-        .fetch_and(!(NOTIFYING | SETTLE_WAIT), Ordering::AcqRel);
-    if previous & SETTLE_WAIT != 0 {
-        let entries = core.drain();
+    Notification::take(cell).run();
+}
+
+/// The second half of notifying a finished (or cancelled) future: its done-callbacks, taken off the slow path
+/// after its waiters were woken. Until it runs, the future stays `NOTIFYING` (so `into_result` waits for it);
+/// dropping it runs it, so the callbacks run exactly once whatever happens to it.
+pub(crate) struct Notification<T: Send + Sync + 'static> {
+    cell: Arc<dyn Cell<T>>,
+    callbacks: Vec<Callback<T>>,
+    done: bool,
+}
+
+impl<T: Send + Sync + 'static> Notification<T> {
+    /// Drains the slow path of a future published with `NOTIFYING` set: wakes its waiters and wakers now and
+    /// keeps its callbacks for [`run`](Self::run).
+    fn take(cell: &Arc<dyn Cell<T>>) -> Self {
+        let entries = cell.core().drain();
+        let mut callbacks = Vec::new();
         for entry in entries {
             match entry {
                 Entry::Waiter(waiter, token) => waiter.notify(token),
                 Entry::Waker(waker) => waker.wake(),
-                // A callback added after the future was done ran at once; none can be here.
-                Entry::Callback(callback) => {
-                    let handle = Future::from_cell(cell.clone());
-                    unwind::run_callback("a done callback", || callback(&handle));
+                Entry::Callback(callback) => callbacks.push(callback),
+            }
+        }
+        Notification {
+            cell: cell.clone(),
+            callbacks,
+            done: false,
+        }
+    }
+
+    /// Runs the callbacks in the order they were added, with the handle `publish` counted for them, then clears
+    /// `NOTIFYING` and wakes whoever waits for that.
+    pub(crate) fn run(mut self) {
+        self.run_once();
+    }
+
+    fn run_once(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let cell = &self.cell;
+        let core = cell.core();
+        let callbacks = std::mem::take(&mut self.callbacks);
+        if !callbacks.is_empty() {
+            // `publish` already counted this handle.
+            let handle = Future { cell: cell.clone() };
+            for callback in callbacks {
+                unwind::run_callback("a done callback", || callback(&handle));
+            }
+            drop(handle);
+        } else {
+            core.drop_handle();
+        }
+        // ORDERING: AcqRel: Release so that the callbacks' reads of the outcome and the handle's drop happen
+        // before a `take_outcome` that sees NOTIFYING clear; Acquire pairs with `register_settle`.
+        let previous = core
+            .state
+            .fetch_and(!(NOTIFYING | SETTLE_WAIT), Ordering::AcqRel);
+        if previous & SETTLE_WAIT != 0 {
+            let entries = core.drain();
+            for entry in entries {
+                match entry {
+                    Entry::Waiter(waiter, token) => waiter.notify(token),
+                    Entry::Waker(waker) => waker.wake(),
+                    // A callback added after the future was done ran at once; none can be here.
+                    Entry::Callback(callback) => {
+                        let handle = Future::from_cell(cell.clone());
+                        unwind::run_callback("a done callback", || callback(&handle));
+                    }
                 }
             }
         }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Notification<T> {
+    fn drop(&mut self) {
+        self.run_once();
     }
 }
 

@@ -13,8 +13,10 @@ use crate::Error;
 use crate::sync::{Arc, Backoff, mutant};
 use crate::unwind;
 
-use self::core::{CANCELLED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, claimable, complete};
-pub(crate) use self::core::{Cell, Core, Entry, Runnable, Task, is_done, pool_tag};
+use self::core::{
+    CANCELLED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, claimable, complete, complete_deferred,
+};
+pub(crate) use self::core::{Cell, Core, Entry, Notification, Runnable, Task, is_done, pool_tag};
 pub(crate) use self::waiter::Waiter;
 
 /// Where a future is in its life, as in Python: pending, running, cancelled or finished.
@@ -459,6 +461,16 @@ impl<T: Send + Sync + 'static> Promise<T> {
     /// [`Future::set_result`] or [`Future::set_exception`].
     pub(crate) fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
         complete(&self.cell, outcome)
+    }
+
+    /// [`complete`](Self::complete), but the done-callbacks are handed back to run elsewhere (waiters are woken
+    /// now); `None` if there are none. See `future::core::complete_deferred`.
+    #[allow(dead_code)] // used by the process pool's result delivery (issue 12)
+    pub(crate) fn complete_deferred(
+        &self,
+        outcome: Result<T, Error>,
+    ) -> Result<Option<Notification<T>>, Error> {
+        complete_deferred(&self.cell, outcome, true)
     }
 
     /// [`Future::cancel`].
