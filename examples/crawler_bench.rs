@@ -136,7 +136,7 @@ fn main() {
     let site = DemoSite::start(DemoOptions {
         pages: args.pages as usize,
         latency,
-        slow: None,
+        slow: false,
     })
     .unwrap_or_else(|e| {
         eprintln!("error: {e}");

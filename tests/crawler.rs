@@ -25,21 +25,46 @@ use crawler::links;
 use crawler::serve::{Request, Response, Server};
 use examples::Run;
 
-/// Arguments every demo run gets: a small latency, a timeout the slow page exceeds but no other page comes near.
-const DEMO: [&str; 6] = [
-    "--demo-latency-ms",
-    "1",
-    "--timeout",
-    "1s",
-    "--workers",
-    "8",
-];
+/// The per-request timeout of crawls whose pages must all answer: the loopback sites answer in milliseconds, so
+/// only a hang comes near it (and the watchdog catches a hang first). No test depends on the machine's speed.
+const SURE: &str = "120s";
+/// The per-request timeout of demo crawls that reach the demo's slow page, which answers only when the site stops
+/// (a latch, not a delay): it times out by construction, while every other page still has a thousand times what
+/// it needs. (The crawl waits this long for the slow page, so it is not `SURE`.)
+const SLOW: &str = "20s";
 /// If a crawler process runs longer than this, the test fails (a safety net, not a synchronisation).
-const WATCHDOG: Duration = Duration::from_secs(90);
+const WATCHDOG: Duration = Duration::from_secs(100);
 
-/// The arguments of a demo run: [`DEMO`], then `extra`.
+/// The arguments of a demo run that does not reach the slow page (depth at most 1), then `extra`.
 fn demo<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    DEMO.iter().chain(extra).copied().collect()
+    [
+        "--demo-latency-ms",
+        "1",
+        "--timeout",
+        SURE,
+        "--workers",
+        "8",
+    ]
+    .iter()
+    .chain(extra)
+    .copied()
+    .collect()
+}
+
+/// The arguments of a demo run that may reach the slow page, then `extra`.
+fn demo_slow<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        "--demo-latency-ms",
+        "1",
+        "--timeout",
+        SLOW,
+        "--workers",
+        "8",
+    ]
+    .iter()
+    .chain(extra)
+    .copied()
+    .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -72,9 +97,13 @@ fn crawl(args: &[&str]) -> Run {
     finish(child)
 }
 
-/// Runs the crawler with `--json`, checks it succeeded, returns the document.
+/// Runs the crawler with `--json` (and the `SURE` timeout unless `args` give one), checks it succeeded, returns
+/// the document.
 fn crawl_json(args: &[&str]) -> Value {
     let mut all = args.to_vec();
+    if !all.contains(&"--timeout") {
+        all.extend(["--timeout", SURE]);
+    }
     all.push("--json");
     let run = crawl(&all);
     assert_eq!(
@@ -412,7 +441,7 @@ fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
 #[test]
 fn demo_traps_are_reported_as_what_they_are() {
     // Depth 2: the slow page hangs off /about.
-    let doc = crawl_json(&demo(&["--depth", "2"]));
+    let doc = crawl_json(&demo_slow(&["--depth", "2"]));
     let pages = pages(&doc);
     let page = |key: &str| {
         pages
@@ -547,7 +576,7 @@ fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> V
             }
         } else if reply.status == 200
             && reply.content_type.starts_with("text/html")
-            && reply.delay.is_none()
+            && !reply.hold
             && depth < depth_limit
         {
             let text = String::from_utf8_lossy(&reply.body);
@@ -568,11 +597,22 @@ fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
     let options = DemoOptions {
         pages: 300,
         latency: Duration::ZERO,
-        slow: Some(Duration::from_secs(1)),
+        slow: true,
     };
-    for (depth, max_pages) in [(3, 10_000), (3, 57), (4, 130), (2, 1)] {
-        let (depth_arg, max_arg) = (depth.to_string(), max_pages.to_string());
-        let doc = crawl_json(&demo(&["--depth", &depth_arg, "--max-pages", &max_arg]));
+    let cases = [(3, 10_000), (3, 57), (4, 130), (2, 1)];
+    // The crawls run at the same time: those that reach the slow page each wait out its timeout.
+    let children: Vec<_> = cases
+        .iter()
+        .map(|(depth, max_pages)| {
+            let (depth, max_pages) = (depth.to_string(), max_pages.to_string());
+            let args = demo_slow(&["--depth", &depth, "--max-pages", &max_pages, "--json"]);
+            examples::spawn(Command::new(crawler_bin()).args(args), "the crawler")
+        })
+        .collect();
+    for ((depth, max_pages), child) in cases.into_iter().zip(children) {
+        let run = finish(child);
+        assert_eq!(run.code, Some(0), "--depth {depth}: {}", run.stderr);
+        let doc = run.json();
         let expected = reference_bfs(&options, depth, max_pages);
         assert!(expected.len() <= max_pages);
         let got = order(&doc);
@@ -737,7 +777,17 @@ fn ignore_robots_fetches_disallowed_pages_and_not_robots_txt() {
 #[test]
 fn a_start_url_disallowed_by_robots_txt_is_not_fetched() {
     let site = small_site();
-    let doc = crawl_json(&[&site.at("/secret/x")]);
+    let run = crawl(&[&site.at("/secret/x"), "--timeout", SURE, "--json"]);
+    // Nothing was fetched: a failure, with the reason on stderr.
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: nothing was fetched")
+            && run.stderr.contains("robots.txt")
+            && run.stderr.contains("--ignore-robots"),
+        "{}",
+        run.stderr
+    );
+    let doc = run.json();
     assert_eq!(doc["pages"], serde_json::json!([]));
     assert_eq!(
         doc["robots_blocked_urls"],
@@ -819,7 +869,7 @@ fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
     ))
     .unwrap();
 
-    let doc = crawl_json(&[site.url.as_str(), "--all-hosts", "--timeout", "10s"]);
+    let doc = crawl_json(&[site.url.as_str(), "--all-hosts"]);
     let errors: BTreeMap<String, u64> = serde_json::from_value(doc["errors"].clone()).unwrap();
     assert_eq!(
         errors,
@@ -836,17 +886,113 @@ fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// A start URL that cannot be fetched at all
+
+/// Runs the crawler on `url`, which cannot be fetched, and checks the failure: exit code 1, the reason on stderr
+/// (naming the error kind), and a summary without a rate (stdout, in the table and in `--json`).
+fn assert_nothing_fetched(url: &str, kind: &str) {
+    let run = crawl(&[url, "--timeout", SURE]);
+    assert_eq!(run.code, Some(1), "{url}: {}{}", run.stdout, run.stderr);
+    let reason = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: nothing was fetched: "))
+        .unwrap_or_else(|| panic!("{url}: no reason on stderr: {}", run.stderr));
+    assert!(reason.contains(&format!(": {kind}: ")), "{url}: {reason}");
+    assert!(reason.contains(url), "{url}: {reason}");
+    assert!(run.stdout.contains("Crawl finished"), "{}", run.stdout);
+    let rate = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("pages/s"))
+        .unwrap_or_else(|| panic!("no pages/s row in {}", run.stdout));
+    assert_eq!(
+        rate.split_whitespace().collect::<Vec<_>>(),
+        ["pages/s", "-"]
+    );
+
+    let run = crawl(&[url, "--timeout", SURE, "--json"]);
+    assert_eq!(run.code, Some(1), "{url} --json: {}", run.stderr);
+    assert!(run.stderr.contains(kind), "{url} --json: {}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["pages_per_s"], Value::Null);
+    assert_eq!(doc["pages"][0]["error"], kind);
+}
+
+#[test]
+fn a_closed_port_fails_with_connection_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_nothing_fetched(&format!("http://127.0.0.1:{port}/"), "connection-refused");
+}
+
+#[test]
+fn an_unresolvable_host_fails_with_dns() {
+    // `.invalid` never resolves (RFC 6761).
+    assert_nothing_fetched("http://no-such-host.invalid/", "dns");
+}
+
+#[test]
+fn tls_to_a_plain_http_port_fails_with_tls() {
+    let not_tls = NotTls::start();
+    assert_nothing_fetched(&format!("https://{}/", not_tls.addr), "tls");
+}
+
+#[test]
+fn a_start_page_with_an_error_status_was_still_fetched() {
+    let site = TestSite::start(|_| Action::Reply(not_found()));
+    let run = crawl(&[site.url.as_str(), "--timeout", SURE]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("error"), "{}", run.stderr);
+}
+
+#[test]
+fn one_worker_is_one_worker() {
+    let run = crawl(&[
+        "--demo-latency-ms",
+        "1",
+        "--timeout",
+        SURE,
+        "--depth",
+        "0",
+        "--workers",
+        "1",
+        "--max-pages",
+        "1",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("  1 worker, depth <= 0, at most 1 page\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Bad input, help, Ctrl-C
 
 #[test]
 fn bad_input_exits_2_with_a_message() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["not a url"], "invalid URL"),
         (&[""], "the URL is empty"),
         (&["example.com"], "did you mean http://example.com"),
         (&["ftp://example.com/"], "only http and https"),
         (&["http://"], "invalid URL"),
-        (&["--depth", "-1"], "'-1'"),
+        (
+            &["--depth", "-1"],
+            "invalid value '-1' for '--depth <DEPTH>': expected a whole number, 0 or more",
+        ),
+        (
+            &["--workers", "-3"],
+            "expected a whole number from 1 to 1024",
+        ),
+        (&["--max-pages", "-1"], "--max-pages"),
+        (&["--timeout", "-1"], "--timeout"),
         (&["--workers", "0"], "--workers"),
         (&["--max-pages", "zero"], "--max-pages"),
         (&["--timeout", "soon"], "--timeout"),
@@ -869,6 +1015,14 @@ fn bad_input_exits_2_with_a_message() {
             run.stderr
         );
         assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        // A negative number is a bad value, not an unknown option: clap's tip to pass it after `--` (which would
+        // make `-1` the start URL) is never given.
+        if args
+            .iter()
+            .any(|a| a.starts_with("-1") || a.starts_with("-3"))
+        {
+            assert!(!run.stderr.contains("tip:"), "{args:?}: {}", run.stderr);
+        }
     }
 }
 
@@ -911,7 +1065,7 @@ fn ctrl_c_cancels_queued_fetches_and_prints_the_partial_summary() {
             "2",
             "--json",
             "--timeout",
-            "30s",
+            SURE,
         ]),
         "the crawler",
     );
@@ -967,7 +1121,7 @@ fn progress_bar_on_a_terminal_does_not_block_the_crawl() {
         return;
     }
     let command = format!(
-        "{} --demo-latency-ms 1 --timeout 1s --depth 1",
+        "{} --demo-latency-ms 1 --timeout {SURE} --depth 1",
         crawler_bin().display()
     );
     let child = examples::spawn(
