@@ -580,7 +580,7 @@ fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> V
             && depth < depth_limit
         {
             let text = String::from_utf8_lossy(&reply.body);
-            for link in links::extract(&url, &text).links {
+            for link in links::dom::extract_text(&url, &text).links {
                 accept(&mut queue, &mut seen, link, depth + 1);
             }
         }
@@ -590,6 +590,100 @@ fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> V
         .into_iter()
         .map(|(url, depth)| (key_of(&base, url.as_str()), u64::from(depth)))
         .collect()
+}
+
+/// The streaming extractor (lol_html) finds exactly the links, `nofollow` and encoding errors of the DOM
+/// extractor it replaced (scraper, html5ever), for every page of the demo site and for tricky HTML, whole and in
+/// small chunks.
+#[test]
+fn streaming_extractor_finds_exactly_what_the_dom_extractor_found() {
+    let check = |page: &Url, content_type: Option<&str>, body: &[u8], what: &str| {
+        let expected = links::dom::extract(page, content_type, body);
+        assert_eq!(
+            links::extract(page, content_type, body),
+            expected,
+            "{what}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+        let mut chunked = links::LinkExtractor::new(page, content_type);
+        for chunk in body.chunks(7) {
+            chunked.write(chunk);
+        }
+        assert_eq!(chunked.finish(), expected, "{what}, in chunks of 7");
+        expected
+    };
+
+    // Every page of the demo site.
+    let options = DemoOptions::default();
+    let base = Url::parse("http://127.0.0.1:1/").unwrap();
+    let mut paths: Vec<String> = (0..options.pages).map(|i| format!("/page/{i}")).collect();
+    paths.extend(
+        [
+            "/",
+            "/about",
+            "/landing",
+            "/redirect/1",
+            "/loop/a",
+            "/slow",
+            "/large",
+            "/bad-encoding",
+            "/flaky",
+            "/missing",
+            "/private/7",
+            "/files/report.pdf",
+        ]
+        .map(String::from),
+    );
+    let mut total = 0;
+    for path in &paths {
+        let reply = respond(&options, "http://127.0.0.1:2/", path);
+        let page = base.join(path).unwrap();
+        let found = check(&page, Some(reply.content_type), &reply.body, path);
+        total += found.0.links.len();
+    }
+    assert!(total > 900, "only {total} links on the demo site");
+
+    // Tricky HTML.
+    let page = Url::parse("http://example.com/dir/page.html").unwrap();
+    let utf8 = Some("text/html; charset=utf-8");
+    let cases: &[(&str, Option<&str>, &[u8])] = &[
+        ("base href, relative", utf8, b"<base href=\"../other/\"><a href=x>x</a><a href=/abs>a</a><a href=//host.example/p>p</a>"),
+        ("base after the links", utf8, b"<a href=before>b</a><base href=\"/late/\"><base href=\"/second/\"><a href=after>a</a>"),
+        ("base in the body", utf8, b"<body><p><a href=one>1</a><base href=\"http://b.example/\"></p>"),
+        ("relative forms", utf8, b"<a href=\"../up\">.</a><a href=\"./same\">.</a><a href=\"?q=1\">.</a><a href=\"#f\">.</a><a href=\"\">.</a><a href=\"   \">.</a><a href=\" sp ace \">.</a>"),
+        ("entities", utf8, b"<a href=\"x?a=1&amp;b=2\">1</a><a href=\"y?a=1&#38;b=2&#x26;c=3\">2</a><a href=\"&quot;q&quot;\">3</a><a href=\"caf&eacute;\">4</a><a href=\"?a&copy=2\">5</a><a href=\"?a&copy2\">6</a><a href=\"&not;&notin;&not\">7</a><a href=\"n&#0;ul\">8</a><a href=\"e&#x80;ur\">9</a><a href=\"s&#xD800;ur\">10</a><a href=\"big&#x110000;\">11</a><a href=\"&amp\">12</a><a href=\"&unknown;\">13</a>"),
+        ("uppercase", utf8, b"<HTML><HEAD><BASE HREF=\"/Up/\"><META NAME=\"Robots\" CONTENT=\"NoIndex\"></HEAD><BODY><A HREF=\"X\">x</A><AREA HREF=\"Y\"><IFRAME SRC=\"Z\"></IFRAME></BODY></HTML>"),
+        ("comments", utf8, b"<!-- <a href=c1> --><!--> <a href=after-empty>1</a><!---> <a href=after-dash>2</a> --><!----><a href=real>3</a><! a href=bogus><?php <a href=pi> ?><a href=last>4</a><!-- unterminated <a href=never>"),
+        ("scripts and raw text", utf8, b"<script>var s = \"<a href='s1'>\";</script><a href=k1>1</a><script><!-- <script> </script> <a href=esc> --></script><a href=k2>2</a><style><a href=st></style><textarea><a href=ta></textarea><title><a href=ti></title><noscript><a href=ns></noscript><xmp><a href=xm></xmp><noembed><a href=ne></noembed><noframes><a href=nf></noframes><iframe src=fr><a href=inside-iframe></iframe><a href=k3>3</a><plaintext><a href=pt>"),
+        ("attributes", utf8, b"<a download href=dl>d</a><area download href=dl2><iframe src=i1 href=i2></iframe><a href=first href=second>f</a><a href='single'>s</a><a href=unquoted/>u</a><a\nhref=\"new\nline\"\n>n</a><a href=\"tab\there\">t</a><a href=mailto:x@example.com>m</a><a href=javascript:go()>j</a><a name=no-href>n</a><iframe></iframe>"),
+        ("cdata and foreign content", utf8, b"<![CDATA[<a href=cd>]]><svg><a href=\"svg-link\"><text>t</text></a></svg><math><mi><a href=math-link>m</a></mi></math><a href=after-foreign>a</a>"),
+        ("frameset", utf8, b"<html><head><title>f</title></head><frameset cols=\"50%,50%\"><frame src=left.html><frame src=right.html><noframes><a href=nf>n</a></noframes></frameset></html>"),
+        ("frame in a body", utf8, b"<body><a href=x>x</a><frame src=ignored.html><frameset><frame src=also-ignored.html></frameset></body>"),
+        ("meta robots none", utf8, b"<meta name=robots content=\"none\"><a href=x>x</a>"),
+        ("meta robots reversed", utf8, b"<meta content=\"index, NOFOLLOW\" name=ROBOTS><a href=x>x</a>"),
+        ("meta robots with an entity", utf8, b"<meta name=robots content=\"no&#102;ollow\"><a href=x>x</a>"),
+        ("meta other", utf8, b"<meta name=googlebot content=nofollow><meta name=robots><a href=x>x</a>"),
+        ("non-ASCII, declared UTF-8", utf8, "<a href=\"caf\u{e9}/\u{fc}ber?q=\u{2713}\">c</a>".as_bytes()),
+        ("non-ASCII, undeclared, UTF-8", Some("text/html"), "<a href=\"caf\u{e9}\">c</a>".as_bytes()),
+        ("non-ASCII, undeclared, not UTF-8", Some("text/html"), b"<a href=\"caf\xe9\">c</a><a href=\"\x80\x81\x9f\">d</a>"),
+        ("non-ASCII, declared latin-1", Some("text/html; charset=ISO-8859-1"), b"<a href=\"caf\xe9\">c</a>"),
+        ("declared UTF-8, invalid", utf8, b"<a href=\"ok\">o</a><a href=\"bad\xff\">b</a>"),
+        ("declared Shift_JIS", Some("text/html; charset=shift_jis"), b"<a href=\"\x82\xa0\">a</a>"),
+        ("unknown charset", Some("text/html; charset=klingon"), b"<a href=k>k</a>"),
+        ("UTF-8 byte-order mark, declared latin-1", Some("text/html; charset=latin1"), b"\xef\xbb\xbf<a href=\"caf\xc3\xa9\">c</a>"),
+        ("no content type", None, b"<!DOCTYPE html><a href=x>x</a>"),
+        ("empty", utf8, b""),
+        ("template", utf8, b"<template><a href=in-template>t</a></template><a href=after>a</a>"),
+        ("table", utf8, b"<table><a href=foster>f</a><tr><td><a href=cell>c</a></td></tr></table>"),
+    ];
+    for (what, content_type, body) in cases {
+        check(&page, *content_type, body, what);
+    }
+    // The cases above are not vacuous.
+    let (found, _) = links::extract(&page, utf8, cases[6].2);
+    assert_eq!(found.links.len(), 4, "comments: {:?}", found.links);
+    let (found, _) = links::extract(&page, utf8, cases[7].2);
+    assert_eq!(found.links.len(), 4, "scripts: {:?}", found.links);
 }
 
 #[test]
