@@ -13,7 +13,6 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -77,8 +76,9 @@ struct Tree {
     folders: Vec<(PathBuf, u32)>,
     /// Relative paths and sizes.
     files: Vec<(PathBuf, u64)>,
-    /// Relative paths and link targets (as stored in the link).
-    links: Vec<(PathBuf, PathBuf)>,
+    /// Relative paths, link targets (as stored in the link), and whether the target is a folder (Windows makes
+    /// folder links and file links differently).
+    links: Vec<(PathBuf, PathBuf, bool)>,
     /// What could not be read or is not a file, folder or link: the path and why.
     problems: Vec<String>,
 }
@@ -117,20 +117,18 @@ fn run() -> Result<(), Stop> {
     let mut folders_made = Vec::new();
     for (relative, mode) in &tree.folders {
         let target = dst.join(relative);
-        match std::fs::create_dir_all(&target).and_then(|()| {
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700))
-        }) {
+        match std::fs::create_dir_all(&target).and_then(|()| set_mode(&target, 0o700)) {
             Ok(()) => folders_made.push((target, *mode)),
             Err(error) => fail(format!("cannot create {}: {error}", target.display())),
         }
     }
     let mut links_made = 0usize;
-    for (relative, target) in &tree.links {
+    for (relative, target, to_folder) in &tree.links {
         let link = dst.join(relative);
         if std::fs::symlink_metadata(&link).is_ok_and(|m| !m.is_dir()) {
             let _ = std::fs::remove_file(&link);
         }
-        match symlink(target, &link) {
+        match make_link(target, &link, *to_folder) {
             Ok(()) => links_made += 1,
             Err(error) => fail(format!(
                 "cannot create the link {}: {error}",
@@ -171,8 +169,7 @@ fn run() -> Result<(), Stop> {
 
     // Folder permissions last, deepest first, so that a read-only folder could be filled.
     for (folder, mode) in folders_made.iter().rev() {
-        if let Err(error) = std::fs::set_permissions(folder, std::fs::Permissions::from_mode(*mode))
-        {
+        if let Err(error) = set_mode(folder, *mode) {
             fail(format!(
                 "cannot set the permissions of {}: {error}",
                 folder.display()
@@ -283,7 +280,7 @@ fn canonical_to_be(path: &Path) -> std::io::Result<PathBuf> {
 fn walk(root: &Path, relative: &Path, tree: &mut Tree) {
     let folder = root.join(relative);
     let mode = match std::fs::metadata(&folder) {
-        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Ok(meta) => mode_of(&meta),
         Err(error) => {
             tree.problems
                 .push(format!("cannot read {}: {error}", folder.display()));
@@ -323,7 +320,10 @@ fn walk(root: &Path, relative: &Path, tree: &mut Tree) {
         };
         if kind.is_symlink() {
             match std::fs::read_link(&path) {
-                Ok(target) => tree.links.push((relative, target)),
+                Ok(target) => {
+                    let to_folder = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+                    tree.links.push((relative, target, to_folder));
+                }
                 Err(error) => tree
                     .problems
                     .push(format!("cannot read the link {}: {error}", path.display())),
@@ -340,6 +340,59 @@ fn walk(root: &Path, relative: &Path, tree: &mut Tree) {
             ));
         }
     }
+}
+
+/// The permission bits of a folder: its Unix mode (elsewhere, a mode that says only whether it is read-only).
+#[cfg(unix)]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o7777
+}
+
+#[cfg(not(unix))]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    if meta.permissions().readonly() {
+        0o555
+    } else {
+        0o755
+    }
+}
+
+/// Gives `path` the permission bits `mode` (elsewhere than Unix: the read-only flag).
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    let mut permissions = std::fs::metadata(path)?.permissions();
+    permissions.set_readonly(mode & 0o200 == 0);
+    std::fs::set_permissions(path, permissions)
+}
+
+/// Creates the symbolic link `link` pointing at `target`.
+#[cfg(unix)]
+fn make_link(target: &Path, link: &Path, _to_folder: bool) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn make_link(target: &Path, link: &Path, to_folder: bool) -> std::io::Result<()> {
+    if to_folder {
+        std::os::windows::fs::symlink_dir(target, link)
+    } else {
+        std::os::windows::fs::symlink_file(target, link)
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+fn make_link(_: &Path, _: &Path, _: bool) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "symbolic links are not supported here",
+    ))
 }
 
 /// A bar with counts on stderr when stderr is a terminal; hidden otherwise (the summary line is printed anyway).
