@@ -10,8 +10,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default per-request timeout against the built-in demo site (its slow page is slower than this).
 pub const DEFAULT_DEMO_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A concurrent web crawler: every fetch is a task on a `concurrent_futures::ThreadPoolExecutor`, and a done-callback
-/// on each task's future parses the page and submits the links it finds.
+/// A concurrent web crawler: every fetch is a task on a `concurrent_futures::ThreadPoolExecutor` that reads the
+/// page's links as it arrives, and a done-callback on each task's future submits the links it found.
 ///
 /// With no URL it starts a built-in demo site on 127.0.0.1 and crawls that (no network needed).
 #[derive(Parser, Debug, Clone)]

@@ -1,5 +1,5 @@
-//! The crawl itself: each fetch is a task on a `ThreadPoolExecutor`; a done-callback on its future parses the page
-//! and submits the links it finds.
+//! The crawl itself: each fetch is a task on a `ThreadPoolExecutor`, which reads the page's links as its body
+//! streams in (`links::LinkExtractor`); a done-callback on its future records the page and submits the links found.
 //!
 //! The crawl is breadth-first and deterministic, whatever the order in which fetches finish. Every URL the crawl
 //! accepts gets the next place in one BFS queue (`State::entries`). Fetches run ahead, up to twice as many as there

@@ -95,7 +95,7 @@ enum Reading {
     Undecided { pending: Vec<u8> },
     /// Streaming through the tokenizer.
     Streaming {
-        rewriter: HtmlRewriter<'static, Discard>,
+        rewriter: Box<HtmlRewriter<'static, Discard>>,
         /// Checks the body is valid in `expected` (the encoding a whole-body decode would have used).
         check: Option<Check>,
         /// No charset was declared: values are windows-1252 text, to convert to UTF-8 if the body was UTF-8.
@@ -242,7 +242,7 @@ impl LinkExtractor {
             readable
         };
         self.reading = Reading::Streaming {
-            rewriter: rewriter(&self.found, tokenizer_encoding),
+            rewriter: Box::new(rewriter(&self.found, tokenizer_encoding)),
             check,
             undeclared,
             note,

@@ -11,7 +11,7 @@
 //! demo site, or `cargo run --release --example crawler -- https://example.com/ --depth 2`; `--help` for the rest.
 //!
 //! Modules: `cli` (the command line), `crawl` (the pool, the futures and their callbacks), `fetch` (one GET with
-//! reqwest), `links` (scraper and url), `robots` (robots.txt), `demo` (the demo site), `serve` (a small HTTP server on the pool), `report` (table and JSON).
+//! reqwest), `links` (a streaming link extractor, lol_html, and url), `robots` (robots.txt), `demo` (the demo site), `serve` (a small HTTP server on the pool), `report` (table and JSON).
 
 // Every module is also compiled into tests/crawler.rs, which uses parts the binary does not.
 #![allow(dead_code)]
