@@ -210,13 +210,17 @@ impl LinkExtractor {
             None => (None, first),
         };
         let declared = self.declared.clone();
-        let (encoding, undeclared, note) = match (bom, &declared) {
-            (Some(bom), _) => (bom, matches!(declared, Declared::None), None),
-            (None, Declared::Known(encoding)) => (*encoding, false, None),
-            (None, Declared::Unknown(label)) => {
-                (UTF_8, false, Some(format!("unknown charset {label:?}")))
-            }
-            (None, Declared::None) => (UTF_8, true, None),
+        // As a whole-body decode: the byte-order mark's encoding (lossy, no fallback), else the declared one, else
+        // UTF-8 with windows-1252 as the fallback if the body is not UTF-8.
+        let (encoding, undeclared) = match (bom, &declared) {
+            (Some(bom), _) => (bom, false),
+            (None, Declared::Known(encoding)) => (*encoding, false),
+            (None, Declared::Unknown(_)) => (UTF_8, false),
+            (None, Declared::None) => (UTF_8, true),
+        };
+        let note = match &declared {
+            Declared::Unknown(label) => Some(format!("unknown charset {label:?}")),
+            _ => None,
         };
         let Some(readable) = AsciiCompatibleEncoding::new(encoding) else {
             self.reading = Reading::Whole {
@@ -224,9 +228,9 @@ impl LinkExtractor {
             };
             return;
         };
-        let check = match (&declared, note.is_some()) {
-            (_, true) => None,
-            (Declared::Known(declared), _) => Some(Check::new(
+        let check = match &declared {
+            // Said when the body is not valid in the encoding used.
+            Declared::Known(declared) => Some(Check::new(
                 encoding,
                 format!(
                     "invalid {} in a page declared as {}",
@@ -234,7 +238,9 @@ impl LinkExtractor {
                     declared.name()
                 ),
             )),
-            _ => Some(Check::new(encoding, String::new())),
+            // Decides between UTF-8 and windows-1252 (nothing is said either way).
+            Declared::None if undeclared => Some(Check::new(UTF_8, String::new())),
+            _ => None,
         };
         let tokenizer_encoding = if undeclared {
             AsciiCompatibleEncoding::new(WINDOWS_1252).expect("windows-1252 is ASCII-compatible")
