@@ -177,7 +177,9 @@ fn a_deep_callback_waiting_on_a_queued_notification_does_not_deadlock() {
         // Deep in the chain: completing `side` queues its callbacks on this thread.
         let side = Future::new();
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-        side.add_done_callback(move |f: &Future<String>| seen_tx.send(f.result().cloned()).unwrap());
+        side.add_done_callback(move |f: &Future<String>| {
+            seen_tx.send(f.result().cloned()).unwrap()
+        });
         side.set_result(String::from("side")).unwrap();
         // Another thread needs those callbacks to have run; this thread waits for it.
         let taker = std::thread::spawn(move || side.into_result());

@@ -237,11 +237,18 @@ fn cancel_wakes_waiters_even_if_the_closure_drop_panics() {
     queued.add_done_callback(move |f| tx.send(f.cancelled()).unwrap());
     let waiter = {
         let queued = queued.clone();
-        std::thread::spawn(move || queued.result_timeout(std::time::Duration::from_secs(20)).cloned())
+        std::thread::spawn(move || {
+            queued
+                .result_timeout(std::time::Duration::from_secs(20))
+                .cloned()
+        })
     };
     let cancelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| queued.cancel()));
     assert_eq!(cancelled.ok(), Some(true), "cancel panicked");
-    assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(20)), Ok(true));
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(20)),
+        Ok(true)
+    );
     assert_eq!(waiter.join().unwrap(), Err(Error::Cancelled));
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     latch.open();

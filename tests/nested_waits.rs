@@ -209,7 +209,10 @@ fn a_worker_never_runs_a_task_of_a_pool_created_65535_pools_later() {
     release.wait();
     busy.result().unwrap();
     let name = waiting.into_result().unwrap().unwrap();
-    assert!(!name.starts_with(&format!("ThreadPoolExecutor-{a_number}_")), "{name}");
+    assert!(
+        !name.starts_with(&format!("ThreadPoolExecutor-{a_number}_")),
+        "{name}"
+    );
 }
 
 /// Issue 11.9: a wait with a timeout never runs a task inline (the task could take longer than the timeout), so it
@@ -246,7 +249,11 @@ fn waits_with_a_timeout_never_run_a_task_inline() {
     assert_eq!(result, Err(timeout.clone()), "result_timeout");
     assert_eq!(exception, Err(timeout.clone()), "exception_timeout");
     assert_eq!(done, 0, "wait with a timeout");
-    assert_eq!(first, Some(Err(timeout.clone())), "as_completed with a timeout");
+    assert_eq!(
+        first,
+        Some(Err(timeout.clone())),
+        "as_completed with a timeout"
+    );
     assert_eq!(mapped, [Err(timeout)], "map with a timeout");
     assert!(!ran, "no wait ran the queued task");
 }

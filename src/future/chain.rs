@@ -24,7 +24,9 @@ impl<U: 'static> Deref for Link<U> {
     type Target = Arc<dyn Cell<U>>;
 
     fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("a link holds its future until dropped")
+        self.0
+            .as_ref()
+            .expect("a link holds its future until dropped")
     }
 }
 
@@ -61,8 +63,8 @@ fn drop_iteratively(item: Box<dyn Any>) {
     // (If the thread's record is gone, `item` was dropped in place above.)
     if let Ok(Some(item)) = outermost {
         drop(item);
-        while let Some(next) = PENDING_DROPS
-            .with(|pending| pending.borrow_mut().as_mut().and_then(Vec::pop))
+        while let Some(next) =
+            PENDING_DROPS.with(|pending| pending.borrow_mut().as_mut().and_then(Vec::pop))
         {
             drop(next);
         }

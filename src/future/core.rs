@@ -276,7 +276,8 @@ impl<T> Core<T> {
                 CANCELLED if !report => return Ok(false),
                 CANCELLED if state & CANCEL_REPORTED != 0 => {
                     return Err(Error::InvalidState(
-                        "the cancellation was already reported by set_running_or_notify_cancel".into(),
+                        "the cancellation was already reported by set_running_or_notify_cancel"
+                            .into(),
                     ));
                 }
                 CANCELLED => state | CANCEL_REPORTED,

@@ -99,8 +99,7 @@ impl<T: Send + Sync + 'static> Notification<T> {
                 other => wake.push(other),
             }
         }
-        let park = !callbacks.is_empty()
-            && (nesting == Nesting::Park || depth() >= MAX_NESTING);
+        let park = !callbacks.is_empty() && (nesting == Nesting::Park || depth() >= MAX_NESTING);
         if park {
             slow.with(|list| list.extend(callbacks.drain(..).map(Entry::Callback)));
             slow.update(DEFERRED, 0);

@@ -3,9 +3,7 @@
 use std::mem::ManuallyDrop;
 
 use super::Future;
-use super::core::{
-    Cell, Core, JOB, PENDING, cancel, complete_from, complete_with, is_done,
-};
+use super::core::{Cell, Core, JOB, PENDING, cancel, complete_from, complete_with, is_done};
 use super::notify::Nesting;
 use crate::Error;
 use crate::sync::{Arc, Ordering, UnsafeCell};

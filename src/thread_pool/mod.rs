@@ -9,7 +9,9 @@ use crate::future::deadline_after;
 use crate::future::local::LocalExecutor;
 use crate::future::{Runnable, Task};
 use crate::map::{Map, Partial, batches};
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread};
+use crate::sync::{
+    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread,
+};
 use crate::{Error, Executor, Future, MapOptions, Payload, unwind};
 
 type Job = Arc<dyn Runnable>;
@@ -541,7 +543,9 @@ impl ThreadPoolExecutor {
             if !gate.closed {
                 // Start threads for what is queued and has no idle thread to take it, up to the new bound.
                 for _ in old..max_workers {
-                    if self.shared.demand() <= 0 || !matches!(self.shared.start_for_demand(), Ok(true)) {
+                    if self.shared.demand() <= 0
+                        || !matches!(self.shared.start_for_demand(), Ok(true))
+                    {
                         break;
                     }
                 }

@@ -24,7 +24,10 @@ impl Idle<'_> {
 
     /// This thread took a job off the queue: one job and one idle thread fewer, so the demand does not change.
     fn took_job(&self) {
-        debug_assert!(self.idle.get(), "a worker takes jobs only while counted idle");
+        debug_assert!(
+            self.idle.get(),
+            "a worker takes jobs only while counted idle"
+        );
         self.idle.set(false);
         if mutant("split_counts") {
             // (Mutant: takes the job off the backlog and this thread off the idle count in two steps, as two
