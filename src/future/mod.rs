@@ -300,7 +300,9 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// Waits for the task and moves its value out.
     ///
     /// The value can move only out of the last handle: if other clones of this future are alive, this returns
-    /// [`Error::InvalidState`] and the value stays with them (read it with [`result`](Self::result)).
+    /// [`Error::InvalidState`] and the value stays with them (read it with [`result`](Self::result)). It waits
+    /// for the future's done-callbacks to finish (they read the value); inside one of them it returns
+    /// `InvalidState` at once, since it would wait for itself.
     ///
     /// ```
     /// let pool = concurrent_futures::ThreadPoolExecutor::new(1)?;

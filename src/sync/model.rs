@@ -130,6 +130,11 @@ pub(crate) mod thread {
     pub(crate) fn current_id() -> ThreadId {
         loom::thread::current().id()
     }
+
+    /// Lets the other threads run (loom's scheduler then prefers them).
+    pub(crate) fn yield_now() {
+        loom::thread::yield_now();
+    }
 }
 
 /// What a blocking [`Queue`] pop got.

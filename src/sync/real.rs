@@ -144,6 +144,10 @@ pub(crate) mod thread {
     pub(crate) fn current_id() -> ThreadId {
         std::thread::current().id()
     }
+
+    pub(crate) fn yield_now() {
+        std::thread::yield_now();
+    }
 }
 
 /// What a blocking [`Queue`] pop got.

@@ -58,6 +58,17 @@ struct Gate {
     closed: bool,
 }
 
+/// What [`Shared::try_retire`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// The pool needs this thread as it is.
+    NotNeeded,
+    /// The thread gave up its place, then found a job accepted that no idle thread will take: it stays for it.
+    Stayed,
+    /// The thread left the pool: it must return.
+    Retired,
+}
+
 #[derive(Default)]
 struct Workers {
     /// Threads counted against `max_workers` (started and not retired).
@@ -260,20 +271,21 @@ impl Shared {
     }
 
     /// Lets the calling worker, which is idle, exit if the pool has more threads than it needs: more than
-    /// `max_workers`, or (`timed_out`, after `idle_timeout`) more than `min_workers`. `true` if it retired; the
-    /// caller then returns from its loop.
+    /// `max_workers`, or (`timed_out`, after `idle_timeout`) more than `min_workers`. On [`Retire::Retired`] the
+    /// caller returns from its loop; on [`Retire::Stayed`] a job is on its way, and the caller yields before it
+    /// looks again (with a zero `idle_timeout` it would otherwise spin until the job's submitter pushes it).
     ///
     /// Shrinking never strands a task: the worker gives up its place (`started`), then leaves the idle count
     /// (`add_demand(1)`); a submit adds its job to the demand, then reads `started`. Whichever read-modify-write
     /// of the demand comes second sees the other: either the worker sees the job (and stays for it) or the
     /// submit sees the place free (and starts a thread).
-    fn try_retire(self: &Arc<Self>, timed_out: bool) -> bool {
+    fn try_retire(self: &Arc<Self>, timed_out: bool) -> Retire {
         let me = thread::current_id();
         let mut workers = self.workers.lock();
         let max = self.max_workers.load(Ordering::Relaxed);
         let surplus = workers.started > max;
         if !(surplus || (timed_out && workers.started > self.min_workers)) {
-            return false;
+            return Retire::NotNeeded;
         }
         workers.started -= 1;
         // ORDERING: Release pairs with the Acquire loads on the submit path.
@@ -288,7 +300,7 @@ impl Shared {
                 self.started.store(workers.started, Ordering::Release);
                 drop(workers);
                 self.add_demand(-1);
-                return false;
+                return Retire::Stayed;
             }
         }
         let mut workers = self.workers.lock();
@@ -299,7 +311,7 @@ impl Shared {
         }
         drop(workers);
         self.worker_exit.notify_all();
-        true
+        Retire::Retired
     }
 
     /// Waits for every worker to exit (but the calling thread, if it is one of them) and reaps the threads.

@@ -2,10 +2,10 @@
 
 use std::cell::Cell;
 
-use super::Shared;
+use super::{Retire, Shared};
 use crate::future::RunHooks;
 use crate::future::local::{self, LocalExecutor};
-use crate::sync::{Arc, Ordering, Pop, mutant};
+use crate::sync::{Arc, Ordering, Pop, mutant, thread};
 use crate::unwind;
 
 /// This worker's side of the pool's demand count (see `Shared::add_demand`): whether it is counted idle.
@@ -113,10 +113,16 @@ pub(super) fn run(shared: Arc<Shared>) {
                     Pop::Item(job) => job,
                     Pop::Closed => break,
                     wake @ (Pop::TimedOut | Pop::Nudged) => {
-                        if shared.try_retire(matches!(wake, Pop::TimedOut)) {
-                            idle.idle.set(false);
-                            drop(entered);
-                            return;
+                        match shared.try_retire(matches!(wake, Pop::TimedOut)) {
+                            Retire::Retired => {
+                                idle.idle.set(false);
+                                drop(entered);
+                                return;
+                            }
+                            // A job is on its way (its submitter counted it and is about to push it), or
+                            // another thread takes it: let them run before looking again.
+                            Retire::Stayed => thread::yield_now(),
+                            Retire::NotNeeded => {}
                         }
                         continue;
                     }
@@ -136,7 +142,7 @@ pub(super) fn run(shared: Arc<Shared>) {
         if shared.over_max() {
             // `set_max_workers` lowered the maximum: the surplus threads leave as they finish a task.
             flush(&mut completed);
-            if shared.try_retire(false) {
+            if shared.try_retire(false) == Retire::Retired {
                 idle.idle.set(false);
                 drop(entered);
                 return;
