@@ -678,7 +678,9 @@ fn a_callback_that_blocks_on_a_new_task_gets_a_thread() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let (done_tx, done_rx) = mpsc::channel();
     let p = pool.clone();
-    let first = pool.submit(|| 1).unwrap();
+    // Held until the callback is added, so the callback runs on the worker that completes the task.
+    let latch = Latch::new();
+    let first = blocked(&pool, &latch, 1);
     first.add_done_callback(move |_| {
         let (tx, rx) = mpsc::channel();
         p.submit(move || tx.send(thread_name()).unwrap()).unwrap();
@@ -687,6 +689,7 @@ fn a_callback_that_blocks_on_a_new_task_gets_a_thread() {
             .send(rx.recv_timeout(Duration::from_secs(20)))
             .unwrap();
     });
+    latch.open();
     let name = done_rx.recv().unwrap();
     assert!(name.is_ok(), "the task submitted by the callback never ran");
     first.result().unwrap();
