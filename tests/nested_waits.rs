@@ -79,7 +79,14 @@ fn fan_out_with_wait_inside_tasks_on_one_worker() {
         .unwrap()
         .into_result()
         .unwrap();
-    assert_eq!(count, if cfg!(miri) { 1 + 3 + 9 } else { 1 + 3 + 9 + 27 + 81 });
+    assert_eq!(
+        count,
+        if cfg!(miri) {
+            1 + 3 + 9
+        } else {
+            1 + 3 + 9 + 27 + 81
+        }
+    );
     assert_eq!(seen.lock().unwrap().len(), count);
 }
 
