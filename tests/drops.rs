@@ -169,7 +169,7 @@ fn a_result_whose_drop_panics_does_not_kill_the_worker() {
     busy.result().unwrap();
     let later = pool.submit(|| 7).unwrap();
     assert_eq!(
-        later.result_timeout(std::time::Duration::from_secs(20)),
+        later.result_timeout(common::PATIENCE),
         Ok(&7),
         "the worker died with the result's drop"
     );
@@ -212,7 +212,7 @@ fn a_closure_whose_drop_panics_does_not_stop_the_pool_breaking() {
     started.wait();
     go.open();
     assert!(matches!(
-        doomed.result_timeout(std::time::Duration::from_secs(20)),
+        doomed.result_timeout(common::PATIENCE),
         Err(Error::Broken { .. })
     ));
     assert!(matches!(after.result(), Err(Error::Broken { .. })));
@@ -237,18 +237,11 @@ fn cancel_wakes_waiters_even_if_the_closure_drop_panics() {
     queued.add_done_callback(move |f| tx.send(f.cancelled()).unwrap());
     let waiter = {
         let queued = queued.clone();
-        std::thread::spawn(move || {
-            queued
-                .result_timeout(std::time::Duration::from_secs(20))
-                .cloned()
-        })
+        std::thread::spawn(move || queued.result_timeout(common::PATIENCE).cloned())
     };
     let cancelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| queued.cancel()));
     assert_eq!(cancelled.ok(), Some(true), "cancel panicked");
-    assert_eq!(
-        rx.recv_timeout(std::time::Duration::from_secs(20)),
-        Ok(true)
-    );
+    assert_eq!(rx.recv_timeout(common::PATIENCE), Ok(true));
     assert_eq!(waiter.join().unwrap(), Err(Error::Cancelled));
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     latch.open();

@@ -512,7 +512,7 @@ fn into_result_inside_own_callback_is_invalid_state() {
     });
     // Bounded, so that a deadlock fails the test instead of hanging it.
     let setter = thread::spawn(move || keep.set_result(3).unwrap());
-    let moved = rx.recv_timeout(Duration::from_secs(20));
+    let moved = rx.recv_timeout(common::PATIENCE);
     assert!(
         matches!(moved, Ok(Err(Error::InvalidState(_)))),
         "{moved:?}"
@@ -532,7 +532,7 @@ fn await_inside_own_callback_is_invalid_state() {
         tx.send(pollster::block_on(f.clone())).unwrap();
     });
     release.open();
-    let awaited = rx.recv_timeout(Duration::from_secs(20));
+    let awaited = rx.recv_timeout(common::PATIENCE);
     assert!(
         matches!(awaited, Ok(Err(Error::InvalidState(_)))),
         "{awaited:?}"

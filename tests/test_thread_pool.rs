@@ -631,7 +631,7 @@ fn lazy_start_gives_every_queued_task_a_thread() {
             std::hint::spin_loop();
         }
         let b = pool.submit(move || tx.send(()).is_ok()).unwrap();
-        if a.result_timeout(Duration::from_secs(20)).is_err() {
+        if a.result_timeout(common::PATIENCE).is_err() {
             stranded += 1;
             rescue.send(()).unwrap();
         }
@@ -685,9 +685,7 @@ fn a_callback_that_blocks_on_a_new_task_gets_a_thread() {
         let (tx, rx) = mpsc::channel();
         p.submit(move || tx.send(thread_name()).unwrap()).unwrap();
         // Bounded, so that a stranded task fails the test instead of hanging it.
-        done_tx
-            .send(rx.recv_timeout(Duration::from_secs(20)))
-            .unwrap();
+        done_tx.send(rx.recv_timeout(common::PATIENCE)).unwrap();
     });
     latch.open();
     let name = done_rx.recv().unwrap();
