@@ -619,7 +619,7 @@ fn futures_complete_exactly_once_under_cancel_race() {
 /// the test then releases A itself (so nothing hangs) and fails.
 #[test]
 fn lazy_start_gives_every_queued_task_a_thread() {
-    let rounds = if cfg!(miri) { 20 } else { 1000 };
+    let rounds = if cfg!(miri) { 4 } else { 1000 };
     let mut stranded = 0;
     for _ in 0..rounds {
         let pool = ThreadPoolExecutor::new(2).unwrap();
