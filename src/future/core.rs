@@ -7,8 +7,10 @@
 //! (see `notify.rs`); `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an
 //! error; `TAKEN` says the outcome was moved out (in the `CANCELLED` phase: `set_running_or_notify_cancel` has
 //! reported the cancellation); `JOB` says a task cell still holds its closure; `LOCKED` is the slow-path lock.
-//! The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles: 53 bits on 64-bit targets, 21 on
-//! 32-bit ones. Counting past half of that aborts the process, as `Arc` does.
+//! On 64-bit targets the next 16 bits hold the identity of the executor a task belongs to (its pool's index
+//! among the live pools: exact, see `local.rs`). The bits from `ONE_HANDLE` up count the user-visible [`Future`]
+//! handles: 37 bits on 64-bit targets, 21 on 32-bit ones. Counting past half of that aborts the process, as `Arc`
+//! does.
 //!
 //! Keeping all of this in one word keeps a pending no-op task to one small allocation: no separate mutex, and the
 //! outcome and job slots carry no discriminants of their own.
@@ -51,10 +53,29 @@ const CANCEL_REPORTED: usize = TAKEN;
 pub(crate) const JOB: usize = 1 << 8;
 const LOCKED: usize = 1 << 9;
 pub(crate) const DEFERRED: usize = 1 << 10;
-pub(crate) const ONE_HANDLE: usize = 1 << 11;
+const OWNER_SHIFT: u32 = 11;
+/// On 64-bit targets, 16 bits of the word hold the identity of the executor a task belongs to (see `local.rs`),
+/// so a task cell needs no field for it; 32-bit words have no room, and their task cells carry it in a field.
+pub(crate) const OWNER_BITS: u32 = if usize::BITS >= 64 { 16 } else { 0 };
+const OWNER_MASK: usize = ((1 << OWNER_BITS) - 1) << OWNER_SHIFT;
+pub(crate) const ONE_HANDLE: usize = 1 << (OWNER_SHIFT + OWNER_BITS);
 /// The most handles counted before the process aborts: half of what the word holds, so that threads racing past
 /// the check cannot carry the count out of the word (the same margin `Arc` keeps).
 const MAX_HANDLES: usize = (usize::MAX / ONE_HANDLE) / 2;
+
+/// The state bits that record executor `owner` (0 where the word has no room for it, or it does not fit).
+pub(crate) fn owner_bits(owner: usize) -> usize {
+    if owner < (1 << OWNER_BITS) {
+        owner << OWNER_SHIFT
+    } else {
+        0
+    }
+}
+
+/// The executor identity recorded in a state word (see [`owner_bits`]).
+pub(crate) fn owner_of(state: usize) -> usize {
+    (state & OWNER_MASK) >> OWNER_SHIFT
+}
 
 /// Whether a state word is in a final phase.
 pub(crate) fn is_done(state: usize) -> bool {

@@ -4,10 +4,26 @@
 //! The future layer knows no pool: a pool's worker thread installs its pool here (as a [`LocalExecutor`]) for
 //! as long as it runs, and each task cell records the identity of the executor it belongs to
 //! ([`Cell::owner`](super::Cell::owner)). A wait asks the installed executor whether it owns the task.
+//!
+//! Identities come from `crate::sync::identities`: each is held by one live executor at a time, at most
+//! [`max_identity`] of them (16 bits, so that 64-bit task cells keep it in their state word). That is exact: a
+//! task that has not started keeps its executor alive (it sits in that executor's queue, or is held by a submit, a
+//! worker or a shutdown of it), so its identity cannot pass to another executor while anyone can claim the task.
+//! An executor created while all identities are held gets 0: its tasks are never run inline.
 
 use std::cell::RefCell;
 
+use super::core::OWNER_BITS;
 use crate::sync::{Arc, thread_local};
+
+/// The largest executor identity a task can record.
+pub(crate) fn max_identity() -> usize {
+    if OWNER_BITS == 0 {
+        usize::MAX
+    } else {
+        (1 << OWNER_BITS) - 1
+    }
+}
 
 /// An executor whose worker threads may run its not-yet-started tasks inline while they wait on them.
 pub(crate) trait LocalExecutor: Send + Sync {
@@ -35,6 +51,18 @@ impl Drop for Entered {
         let executor = CURRENT.try_with(|current| current.borrow_mut().take());
         drop(executor);
     }
+}
+
+/// Whether the calling thread works for `executor` (by identity of the object, so even one with no task identity).
+pub(crate) fn is_current(executor: &dyn LocalExecutor) -> bool {
+    CURRENT
+        .try_with(|current| {
+            current
+                .borrow()
+                .as_ref()
+                .is_some_and(|e| std::ptr::addr_eq(Arc::as_ptr(e), executor))
+        })
+        .unwrap_or(false)
 }
 
 /// Whether the calling thread works for an executor.

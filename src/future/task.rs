@@ -3,7 +3,9 @@
 use std::mem::ManuallyDrop;
 
 use super::Future;
-use super::core::{Cell, Core, JOB, PENDING, cancel, complete_from, complete_with, is_done};
+use super::core::{
+    Cell, Core, JOB, PENDING, cancel, complete_from, complete_with, is_done, owner_bits, owner_of,
+};
 use super::notify::Nesting;
 use crate::Error;
 use crate::sync::{Arc, Ordering, UnsafeCell};
@@ -42,7 +44,9 @@ pub(crate) trait Runnable: Send + Sync {
 /// A thread-pool task: the future's core and the closure that computes its value, in one allocation.
 pub(crate) struct Task<T, F> {
     core: Core<T>,
-    /// The identity of the executor the task belongs to (see `local.rs`).
+    /// The identity of the executor the task belongs to (see `local.rs`), where the state word has no room for it
+    /// (on 64-bit targets it is in the state word, which keeps a no-op task at 40 bytes with `Arc`'s counts).
+    #[cfg(not(target_pointer_width = "64"))]
     owner: usize,
     /// Initialised iff the state's `JOB` bit is set.
     job: UnsafeCell<ManuallyDrop<F>>,
@@ -60,7 +64,8 @@ where
     /// A pending task of the executor identified by `owner`, and the first handle to its future.
     pub(crate) fn new_pair(job: F, owner: usize) -> (Arc<dyn Runnable>, Future<T>) {
         let task = Arc::new(Task {
-            core: Core::new(PENDING | JOB, 1, None),
+            core: Core::new(PENDING | JOB | owner_bits(owner), 1, None),
+            #[cfg(not(target_pointer_width = "64"))]
             owner,
             job: UnsafeCell::new(ManuallyDrop::new(job)),
         });
@@ -122,7 +127,10 @@ where
     }
 
     fn owner(&self) -> usize {
-        self.owner
+        #[cfg(not(target_pointer_width = "64"))]
+        return self.owner;
+        #[cfg(target_pointer_width = "64")]
+        owner_of(self.core.load())
     }
 
     fn run_here(self: Arc<Self>) -> bool {

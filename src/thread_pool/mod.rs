@@ -6,11 +6,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::future::deadline_after;
-use crate::future::local::LocalExecutor;
+use crate::future::local::{self, LocalExecutor};
 use crate::future::{Runnable, Task};
 use crate::map::{Map, Partial, batches};
 use crate::sync::{
-    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, mutant, thread,
+    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, identities, mutant,
+    thread,
 };
 use crate::{Error, Executor, Future, MapOptions, Payload, unwind};
 
@@ -42,6 +43,9 @@ pub(crate) struct Shared {
     completed: AtomicUsize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
+    /// This pool's identity among live executors, recorded in its tasks (see `future/local.rs`); 0 if none was
+    /// free (then its workers never run its tasks inline).
+    identity: usize,
     /// The demand for threads, as a two's-complement `isize`: jobs accepted and not yet taken by a thread (the
     /// backlog), minus threads idle. See [`Shared::add_demand`].
     demand: AtomicUsize,
@@ -79,16 +83,17 @@ struct Workers {
     threads: Vec<thread::JoinHandle<()>>,
 }
 
-/// The identity of a pool's tasks: the address of its shared state. Exact: a task that has not started keeps
-/// its pool's state alive (it sits in that pool's queue, or in a submit, a worker or a shutdown holding the
-/// state), so no other pool can be at that address while anyone can still claim the task.
-fn owner_id(shared: &Shared) -> usize {
-    shared as *const Shared as usize
-}
-
 impl LocalExecutor for Shared {
     fn owns(&self, owner: usize) -> bool {
-        owner == owner_id(self)
+        owner != 0 && owner == self.identity
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // No task of this pool is pending any more (each sat in the queue this drops with it, drained), so another
+        // pool may take the identity.
+        identities::release(self.identity);
     }
 }
 
@@ -316,7 +321,7 @@ impl Shared {
 
     /// Waits for every worker to exit (but the calling thread, if it is one of them) and reaps the threads.
     fn join_workers(&self) {
-        let on_worker = crate::future::local::owns(owner_id(self));
+        let on_worker = crate::future::local::is_current(self);
         let me = thread::current_id();
         let mut workers = self.workers.lock();
         let others = if on_worker { 1 } else { 0 };
@@ -489,6 +494,7 @@ impl ThreadPoolBuilder {
                 completed: AtomicUsize::new(0),
                 thread_name_prefix,
                 initializer: self.initializer,
+                identity: identities::acquire(local::max_identity()),
                 demand: AtomicUsize::new(0),
                 started: AtomicUsize::new(0),
                 workers: Mutex::new(Workers::default()),
@@ -601,7 +607,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task, owner_id(&self.shared));
+        let (job, future) = Task::new_pair(task, self.shared.identity);
         self.shared.enqueue(job, true)?;
         Ok(future)
     }
@@ -628,7 +634,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task, owner_id(&self.shared));
+        let (job, future) = Task::new_pair(task, self.shared.identity);
         self.shared.enqueue(job, false)?;
         Ok(future)
     }
