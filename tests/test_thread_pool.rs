@@ -592,7 +592,7 @@ fn cancel_drops_the_closure() {
 fn futures_complete_exactly_once_under_cancel_race() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let ran = Arc::new(Mutex::new(Vec::new()));
-    let futures: Vec<_> = (0..if cfg!(miri) { 200 } else { 2000 })
+    let futures: Vec<_> = (0..if cfg!(miri) { 50 } else { 2000 })
         .map(|i| {
             let r = ran.clone();
             pool.submit(move || r.lock().unwrap().push(i)).unwrap()
