@@ -29,3 +29,22 @@ pub(crate) fn run_callback(what: &str, f: impl FnOnce()) {
         log::error!(target: "concurrent_futures", "exception calling {what}: {}", panic_message(&*payload));
     }
 }
+
+/// Drops `value`; a panic in its `Drop` is logged at error level and swallowed, so that a task's closure or
+/// result dropped on a pool thread cannot take the thread down (or skip the notification that follows).
+pub(crate) fn drop_quietly<T>(what: &str, value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        log::error!(target: "concurrent_futures", "dropping {what} panicked: {}", panic_message(&*payload));
+    }
+}
+
+/// Runs `f`; a panic is logged at error level (naming `what`) and becomes `None`.
+pub(crate) fn quietly<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            log::error!(target: "concurrent_futures", "{what} panicked: {}", panic_message(&*payload));
+            None
+        }
+    }
+}

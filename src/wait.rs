@@ -133,8 +133,9 @@ pub fn wait<W: Waitable>(
         }
     }
     // A worker waiting on tasks of its own pool that have not started runs them itself, one at a time, until
-    // the condition holds: with every thread waiting, nothing else would.
-    let on_worker = crate::thread_pool::current_worker_tag() != 0;
+    // the condition holds: with every thread waiting, nothing else would. Not with a timeout: a task run here
+    // could take longer than the timeout allows.
+    let on_worker = deadline.is_none() && crate::future::local::on_executor_thread();
     for (i, f) in futures.iter().enumerate() {
         if !on_worker || tally.satisfies(return_when) {
             break;
@@ -277,8 +278,8 @@ impl<W: Waitable> Iterator for AsCompleted<W> {
                 return None;
             }
             // A worker waiting on a task of its own pool that has not started runs it itself; its completion
-            // posts the token, so the wait below returns at once.
-            if crate::thread_pool::current_worker_tag() != 0 {
+            // posts the token, so the wait below returns at once. Not with a timeout (see `wait`).
+            if self.deadline.is_none() && crate::future::local::on_executor_thread() {
                 // Stops at the first task it ran; the result only says whether there was one.
                 self.slots.iter().flatten().any(|f| f.watch().run_here());
             }

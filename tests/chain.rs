@@ -123,3 +123,83 @@ fn and_then_with_a_pending_inner_future_completes_later() {
     .unwrap();
     assert_eq!(chained.into_result(), Ok(String::from("late")));
 }
+
+/// How many links the long-chain tests build: far past what a per-link recursion survives (about 1,000 links in a
+/// debug build, 10,000 in release, on a 2 MiB thread stack).
+const LINKS: usize = if cfg!(miri) { 40 } else { 100_000 };
+
+/// Issue 11.5: completing a long `map` chain does not recurse once per link.
+#[test]
+fn a_long_map_chain_completes_without_overflowing_the_stack() {
+    let source = Future::new();
+    let mut last = source.map(|v: &u64| v + 1);
+    for _ in 1..LINKS {
+        last = last.map(|v| v + 1);
+    }
+    source.set_result(0).unwrap();
+    // The whole chain ran before set_result returned (the callbacks ran in this thread).
+    assert!(last.done());
+    assert_eq!(last.into_result(), Ok(LINKS as u64));
+}
+
+/// Issue 11.5: the same for `and_then`, completed by a pool worker (whose stack is the default 2 MiB).
+#[test]
+fn a_long_and_then_chain_completed_on_a_worker() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let latch = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let l = latch.clone();
+    let source = pool
+        .submit(move || {
+            l.wait();
+            0u64
+        })
+        .unwrap();
+    let mut last = source.and_then(|v| Ok(Future::ready(v + 1)));
+    for _ in 1..LINKS {
+        last = last.and_then(|v| Ok(Future::ready(v + 1)));
+    }
+    latch.wait();
+    assert_eq!(last.into_result(), Ok(LINKS as u64));
+}
+
+/// Past the nesting depth, a completion's callbacks are queued: a callback deep in a chain that waits, through
+/// another thread, for such a queued future's callbacks (`into_result` waits for them) must not deadlock: the
+/// waiting thread runs them itself.
+#[test]
+fn a_deep_callback_waiting_on_a_queued_notification_does_not_deadlock() {
+    let source = Future::new();
+    let mut last = source.map(|v: &u32| *v);
+    for _ in 0..40 {
+        last = last.map(|v| *v);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _end = last.map(move |_| {
+        // Deep in the chain: completing `side` queues its callbacks on this thread.
+        let side = Future::new();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        side.add_done_callback(move |f: &Future<String>| {
+            seen_tx.send(f.result().cloned()).unwrap()
+        });
+        side.set_result(String::from("side")).unwrap();
+        // Another thread needs those callbacks to have run; this thread waits for it.
+        let taker = std::thread::spawn(move || side.into_result());
+        let taken = taker.join().unwrap();
+        tx.send((taken, seen_rx.try_recv())).unwrap();
+    });
+    source.set_result(1).unwrap();
+    let (taken, seen) = rx.recv().unwrap();
+    assert_eq!(taken, Ok(String::from("side")));
+    assert_eq!(seen, Ok(Ok(String::from("side"))), "the callback ran first");
+}
+
+/// Dropping a long chain that never completes does not overflow the stack either.
+#[test]
+fn dropping_a_long_unfinished_chain() {
+    let source: Future<u64> = Future::new();
+    let mut last = source.map(|v| v + 1);
+    for _ in 1..LINKS {
+        last = last.map(|v| v + 1);
+    }
+    drop(last);
+    drop(source);
+}

@@ -142,3 +142,108 @@ fn producer_started_pool_future_still_drops_its_closure() {
     drop(future);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
+
+/// Panics when dropped (after counting the drop).
+struct PanicsOnDrop(Arc<AtomicUsize>);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("drop panicked");
+    }
+}
+
+/// Issue 11.2: a result whose `Drop` panics, dropped by the worker (no handle left), must not kill the worker:
+/// the panic is logged, later tasks run on the same thread, and `shutdown(true)` returns.
+#[test]
+fn a_result_whose_drop_panics_does_not_kill_the_worker() {
+    common::logged();
+    let drops = counter();
+    // If the worker died, dropping the pool would wait for it forever: drop it only once the test passed.
+    let pool = std::mem::ManuallyDrop::new(ThreadPoolExecutor::new(1).unwrap());
+    let (busy, latch) = hold_worker(&pool);
+    let d = drops.clone();
+    // Dropped before it runs, so the worker holds the last reference and drops the result itself.
+    drop(pool.submit(move || PanicsOnDrop(d)).unwrap());
+    latch.open();
+    busy.result().unwrap();
+    let later = pool.submit(|| 7).unwrap();
+    assert_eq!(
+        later.result_timeout(common::PATIENCE),
+        Ok(&7),
+        "the worker died with the result's drop"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.workers(), 1);
+    assert!(
+        common::logged()
+            .iter()
+            .any(|l| l.starts_with("ERROR") && l.contains("drop panicked"))
+    );
+    pool.shutdown(true);
+    drop(std::mem::ManuallyDrop::into_inner(pool));
+}
+
+/// Issue 11.2: the same for a closure whose `Drop` panics when its pool breaks (the worker whose initializer failed
+/// fails the queued tasks) and for a refused result.
+#[test]
+fn a_closure_whose_drop_panics_does_not_stop_the_pool_breaking() {
+    let drops = counter();
+    let started = common::Latch::new();
+    let go = common::Latch::new();
+    let (s, g) = (started.clone(), go.clone());
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(move || {
+            s.open();
+            g.wait();
+            Err("no".into())
+        })
+        .build()
+        .unwrap();
+    let d = drops.clone();
+    let captured = PanicsOnDrop(d);
+    let doomed = pool
+        .submit(move || {
+            let _keep = &captured;
+        })
+        .unwrap();
+    let after = pool.submit(|| 1).unwrap();
+    started.wait();
+    go.open();
+    assert!(matches!(
+        doomed.result_timeout(common::PATIENCE),
+        Err(Error::Broken { .. })
+    ));
+    assert!(matches!(after.result(), Err(Error::Broken { .. })));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+/// Issue 11.6: cancelling a queued task whose closure's `Drop` panics still wakes its waiters and runs its
+/// callbacks; the panic is logged and `cancel` returns normally.
+#[test]
+fn cancel_wakes_waiters_even_if_the_closure_drop_panics() {
+    common::logged();
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (busy, latch) = hold_worker(&pool);
+    let drops = counter();
+    let captured = PanicsOnDrop(drops.clone());
+    let queued = pool
+        .submit(move || {
+            let _keep = &captured;
+        })
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    queued.add_done_callback(move |f| tx.send(f.cancelled()).unwrap());
+    let waiter = {
+        let queued = queued.clone();
+        std::thread::spawn(move || queued.result_timeout(common::PATIENCE).cloned())
+    };
+    let cancelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| queued.cancel()));
+    assert_eq!(cancelled.ok(), Some(true), "cancel panicked");
+    assert_eq!(rx.recv_timeout(common::PATIENCE), Ok(true));
+    assert_eq!(waiter.join().unwrap(), Err(Error::Cancelled));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    latch.open();
+    busy.result().unwrap();
+}

@@ -497,3 +497,59 @@ fn error_messages() {
         .contains("boom")
     );
 }
+
+/// Issue 11.3: `into_result` on a clone inside the future's own done-callback would wait for that very callback
+/// (it waits for the callbacks to finish); it returns `InvalidState` instead, as documented for a shared handle.
+#[test]
+fn into_result_inside_own_callback_is_invalid_state() {
+    let (tx, rx) = mpsc::channel();
+    let f = pending();
+    let keep = f.clone();
+    f.add_done_callback(move |f| {
+        let clone = f.clone();
+        let moved = clone.into_result();
+        tx.send(moved).unwrap();
+    });
+    // Bounded, so that a deadlock fails the test instead of hanging it.
+    let setter = thread::spawn(move || keep.set_result(3).unwrap());
+    let moved = rx.recv_timeout(common::PATIENCE);
+    assert!(
+        matches!(moved, Ok(Err(Error::InvalidState(_)))),
+        "{moved:?}"
+    );
+    setter.join().unwrap();
+    assert_eq!(f.into_result(), Ok(3));
+}
+
+/// Issue 11.3: the same for `.await` on a clone inside the future's own done-callback.
+#[test]
+fn await_inside_own_callback_is_invalid_state() {
+    let (tx, rx) = mpsc::channel();
+    let pool = concurrent_futures::ThreadPoolExecutor::new(1).unwrap();
+    let release = Latch::new();
+    let f = blocked(&pool, &release, 5);
+    f.add_done_callback(move |f| {
+        tx.send(pollster::block_on(f.clone())).unwrap();
+    });
+    release.open();
+    let awaited = rx.recv_timeout(common::PATIENCE);
+    assert!(
+        matches!(awaited, Ok(Err(Error::InvalidState(_)))),
+        "{awaited:?}"
+    );
+    assert_eq!(f.into_result(), Ok(5));
+}
+
+/// Issue 11.11: CPython's `set_running_or_notify_cancel` returns False once for a cancelled future (CANCELLED ->
+/// CANCELLED_AND_NOTIFIED) and raises on a second call; so does this.
+#[test]
+fn set_running_on_a_cancelled_future_reports_once() {
+    let f = cancelled();
+    assert_eq!(f.set_running_or_notify_cancel(), Ok(false));
+    assert!(matches!(
+        f.set_running_or_notify_cancel(),
+        Err(Error::InvalidState(_))
+    ));
+    assert!(f.cancelled());
+    assert_eq!(f.result(), Err(Error::Cancelled));
+}

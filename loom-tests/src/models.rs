@@ -375,3 +375,34 @@ pub fn shrink_vs_submit() {
     assert_eq!(pool.submit(|| 2).unwrap().into_result(), Ok(2));
     pool.shutdown(true);
 }
+
+/// Model 13: Lazy start is exact (issue 11.1). Task A blocks until task B runs (a channel, so nothing runs B
+/// inline); with two workers allowed, B must get the second thread whenever it is submitted, including while the
+/// first worker is taking A off the queue. Loom reports a deadlock if B is left with no thread.
+pub fn lazy_start_blocked_task() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (tx, rx) = loom::sync::mpsc::channel::<u8>();
+    let a = pool.submit(move || rx.recv().unwrap()).unwrap();
+    let b = pool.submit(move || tx.send(3).unwrap()).unwrap();
+    assert_eq!(a.into_result(), Ok(3));
+    assert_eq!(b.into_result(), Ok(()));
+    assert!(pool.workers() <= 2, "never more than max_workers threads");
+    pool.shutdown(true);
+}
+
+/// Model 14: A worker running done-callbacks is busy (issue 11.4). A's callback submits B and blocks until B runs
+/// (a channel); with two workers allowed, B must get a thread. Loom reports a deadlock if it does not.
+pub fn callback_blocks_on_new_task() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (tx, rx) = loom::sync::mpsc::channel::<u8>();
+    let p = pool.clone();
+    let a = pool.submit(|| 1u8).unwrap();
+    let (done_tx, done_rx) = loom::sync::mpsc::channel::<u8>();
+    a.add_done_callback(move |_| {
+        let _b = p.submit(move || tx.send(5).unwrap()).unwrap();
+        done_tx.send(rx.recv().unwrap()).unwrap();
+    });
+    assert_eq!(done_rx.recv().unwrap(), 5);
+    assert_eq!(a.into_result(), Ok(1));
+    pool.shutdown(true);
+}

@@ -26,6 +26,8 @@ const CANARIES: &[(&str, &str, fn(), usize)] = &[
     ("no_claim", "11 nested wait on one worker", models::nested_wait_one_worker, 3),
     ("start_race", "11b claim vs worker dequeue vs cancel", models::claim_vs_dequeue_vs_cancel, 2),
     ("retire_no_recheck", "12 shrinking vs submit", models::shrink_vs_submit, 2),
+    ("split_counts", "13 lazy start: a task blocked on a queued one", models::lazy_start_blocked_task, 2),
+    ("idle_callbacks", "14 a callback blocked on a task it submitted", models::callback_blocks_on_new_task, 2),
 ];
 
 /// Runs every canary in a child process (a loom failure can abort while unwinding, which must not take the

@@ -122,3 +122,21 @@ fn model_12_shrink_vs_submit() {
         models::shrink_vs_submit,
     );
 }
+
+#[test]
+fn model_13_lazy_start_blocked_task() {
+    model_capped(
+        "13 lazy start: a task blocked on a queued one gets a thread",
+        LARGE_MODEL_BOUND,
+        models::lazy_start_blocked_task,
+    );
+}
+
+#[test]
+fn model_14_callback_blocks_on_new_task() {
+    model_capped(
+        "14 a callback blocked on a task it submitted gets a thread",
+        LARGE_MODEL_BOUND,
+        models::callback_blocks_on_new_task,
+    );
+}

@@ -1,9 +1,76 @@
 //! Chained futures: `map` and `and_then` build a new future from a callback, so no thread blocks for them.
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::ops::Deref;
+
 use super::Future;
 use super::core::{Cell, Entry, cancel, complete};
-use crate::sync::Arc;
+use crate::sync::{Arc, thread_local};
 use crate::{Error, unwind};
+
+/// The next future of a chain, as a link's callback holds it. Dropping an unfinished chain drops each link's
+/// callback, which drops the next future, whose callbacks drop the next: done naively, that recurses once per
+/// link and overflows the stack on a long chain. A `Link` hands its future to [`drop_iteratively`] instead.
+struct Link<U: 'static>(Option<Arc<dyn Cell<U>>>);
+
+impl<U: 'static> Link<U> {
+    fn new(cell: Arc<dyn Cell<U>>) -> Self {
+        Link(Some(cell))
+    }
+}
+
+impl<U: 'static> Deref for Link<U> {
+    type Target = Arc<dyn Cell<U>>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .expect("a link holds its future until dropped")
+    }
+}
+
+impl<U: 'static> Drop for Link<U> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.0.take() {
+            drop_iteratively(Box::new(cell));
+        }
+    }
+}
+
+thread_local! {
+    /// Links whose drop is pending on this thread: `Some` while the outermost link drop runs them.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
+    static PENDING_DROPS: RefCell<Option<Vec<Box<dyn Any>>>> = RefCell::new(None);
+}
+
+/// Drops `item`; a drop that happens while another runs on this thread is queued, and the outermost one runs
+/// the queue in a loop, so a chain of drops never nests deeper than one.
+fn drop_iteratively(item: Box<dyn Any>) {
+    let outermost = PENDING_DROPS.try_with(|pending| {
+        let mut pending = pending.borrow_mut();
+        match &mut *pending {
+            Some(queue) => {
+                queue.push(item);
+                None
+            }
+            None => {
+                *pending = Some(Vec::new());
+                Some(item)
+            }
+        }
+    });
+    // (If the thread's record is gone, `item` was dropped in place above.)
+    if let Ok(Some(item)) = outermost {
+        drop(item);
+        while let Some(next) =
+            PENDING_DROPS.with(|pending| pending.borrow_mut().as_mut().and_then(Vec::pop))
+        {
+            drop(next);
+        }
+        PENDING_DROPS.with(|pending| *pending.borrow_mut() = None);
+    }
+}
 
 /// Finishes `target` as `source` finished: its error, or cancelled if it was cancelled. Returns the value.
 fn propagate<'a, T: Send + Sync + 'static, U: Send + Sync + 'static>(
@@ -39,7 +106,7 @@ fn forward<U: Clone + Send + Sync + 'static>(inner: Future<U>, target: Arc<dyn C
             let _ = complete(target, core.read().cloned());
         }
     };
-    let pending_target = target.clone();
+    let pending_target = Link::new(target.clone());
     let pending_cell = cell.clone();
     // Registered on the inner future: runs in its completing thread, whose handle is the only one (1).
     let entry = Entry::Callback(Box::new(move |_: &Future<U>| {
@@ -68,7 +135,7 @@ impl<T: Send + Sync + 'static> Future<T> {
         F: FnOnce(&T) -> U + Send + 'static,
     {
         let mapped = Future::new();
-        let target = mapped.cell.clone();
+        let target = Link::new(mapped.cell.clone());
         self.add_done_callback(move |source| {
             if let Some(value) = propagate(source, &target) {
                 let _ = complete(&target, unwind::run_task(|| f(value)));
@@ -103,11 +170,11 @@ impl<T: Send + Sync + 'static> Future<T> {
         F: FnOnce(&T) -> Result<Future<U>, Error> + Send + 'static,
     {
         let chained = Future::new();
-        let target = chained.cell.clone();
+        let target = Link::new(chained.cell.clone());
         self.add_done_callback(move |source| {
             if let Some(value) = propagate(source, &target) {
                 match unwind::run_task(|| f(value)) {
-                    Ok(Ok(inner)) => forward(inner, target),
+                    Ok(Ok(inner)) => forward(inner, Arc::clone(&target)),
                     Ok(Err(error)) | Err(error) => {
                         let _ = complete(&target, Err(error));
                     }

@@ -2,15 +2,18 @@
 //!
 //! # The state word
 //! Bits 0-2 hold the phase (`PENDING`, `RUNNING`, `COMPLETING`, `FINISHED`, `CANCELLED`); `WAITING` says the
-//! slow-path list may hold entries; `NOTIFYING` says the completer is still running callbacks and holds a handle
-//! of its own; `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an error;
-//! `TAKEN` says the outcome was moved out; `JOB` says a task cell still holds its closure; `LOCKED` is the
-//! slow-path lock. On 64-bit targets the next 16 bits hold the tag of the pool a task belongs to (0 for
-//! futures made by hand), so a worker of that pool can recognise the task and run it itself while it waits for
-//! it. The bits from `ONE_HANDLE` up count the user-visible [`Future`] handles.
+//! slow-path list may hold entries; `NOTIFYING` says the done-callbacks have not all run yet and a handle is
+//! counted for them; `DEFERRED` says those callbacks are parked on the slow path for whoever claims them first
+//! (see `notify.rs`); `SETTLE_WAIT` says someone waits for `NOTIFYING` to clear; `FAILED` says the outcome is an
+//! error; `TAKEN` says the outcome was moved out (in the `CANCELLED` phase: `set_running_or_notify_cancel` has
+//! reported the cancellation); `JOB` says a task cell still holds its closure; `LOCKED` is the slow-path lock.
+//! On 64-bit targets the next 16 bits hold the identity of the executor a task belongs to (its pool's index
+//! among the live pools: exact, see `local.rs`). The bits from `ONE_HANDLE` up count the user-visible [`Future`]
+//! handles: 37 bits on 64-bit targets, 21 on 32-bit ones. Counting past half of that aborts the process, as `Arc`
+//! does.
 //!
-//! Keeping all of this in one word keeps a pending no-op task to one 48-byte allocation: no separate mutex,
-//! and the outcome and job slots carry no discriminants of their own.
+//! Keeping all of this in one word keeps a pending no-op task to one small allocation: no separate mutex, and the
+//! outcome and job slots carry no discriminants of their own.
 //!
 //! # Happens-before
 //! - Writing the outcome happens before any read of it: the completer writes the slot while it alone holds the
@@ -23,10 +26,11 @@
 //! - Every callback runs exactly once: the list is drained under the lock, and a callback added after the
 //!   future is done runs at once in the adding thread instead of being pushed.
 
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::MaybeUninit;
 use std::task::Waker;
 
 use super::Future;
+use super::notify::{Nesting, Notification};
 use super::waiter::Waiter;
 use crate::Error;
 use crate::sync::{Arc, AtomicUsize, Backoff, LeakToken, Ordering, UnsafeCell, mutant};
@@ -43,26 +47,34 @@ pub(crate) const NOTIFYING: usize = 1 << 4;
 pub(crate) const SETTLE_WAIT: usize = 1 << 5;
 pub(crate) const FAILED: usize = 1 << 6;
 const TAKEN: usize = 1 << 7;
-const JOB: usize = 1 << 8;
+/// In the `CANCELLED` phase, `TAKEN`'s bit says `set_running_or_notify_cancel` already reported the
+/// cancellation (CPython's `CANCELLED_AND_NOTIFIED`); a second call is an error.
+const CANCEL_REPORTED: usize = TAKEN;
+pub(crate) const JOB: usize = 1 << 8;
 const LOCKED: usize = 1 << 9;
-const TAG_SHIFT: u32 = 10;
-/// Pool tags need 16 bits, which only 64-bit state words have room for; elsewhere tasks carry no tag.
-const TAG_BITS: u32 = if usize::BITS >= 64 { 16 } else { 0 };
-const TAG_MASK: usize = ((1 << TAG_BITS) - 1) << TAG_SHIFT;
-pub(crate) const ONE_HANDLE: usize = 1 << (TAG_SHIFT + TAG_BITS);
+pub(crate) const DEFERRED: usize = 1 << 10;
+const OWNER_SHIFT: u32 = 11;
+/// On 64-bit targets, 16 bits of the word hold the identity of the executor a task belongs to (see `local.rs`),
+/// so a task cell needs no field for it; 32-bit words have no room, and their task cells carry it in a field.
+pub(crate) const OWNER_BITS: u32 = if usize::BITS >= 64 { 16 } else { 0 };
+const OWNER_MASK: usize = ((1 << OWNER_BITS) - 1) << OWNER_SHIFT;
+pub(crate) const ONE_HANDLE: usize = 1 << (OWNER_SHIFT + OWNER_BITS);
+/// The most handles counted before the process aborts: half of what the word holds, so that threads racing past
+/// the check cannot carry the count out of the word (the same margin `Arc` keeps).
+const MAX_HANDLES: usize = (usize::MAX / ONE_HANDLE) / 2;
 
-/// A pool's tag from a number: nonzero and within `TAG_BITS` (0 where there are no tag bits).
-pub(crate) fn pool_tag(number: usize) -> usize {
-    if TAG_BITS == 0 {
-        0
+/// The state bits that record executor `owner` (0 where the word has no room for it, or it does not fit).
+pub(crate) fn owner_bits(owner: usize) -> usize {
+    if owner < (1 << OWNER_BITS) {
+        owner << OWNER_SHIFT
     } else {
-        number % ((1 << TAG_BITS) - 1) + 1
+        0
     }
 }
 
-/// Whether a future in `state` is a task of the pool tagged `tag` that has not started.
-pub(crate) fn claimable(state: usize, tag: usize) -> bool {
-    tag != 0 && state & PHASE == PENDING && (state & TAG_MASK) >> TAG_SHIFT == tag
+/// The executor identity recorded in a state word (see [`owner_bits`]).
+pub(crate) fn owner_of(state: usize) -> usize {
+    (state & OWNER_MASK) >> OWNER_SHIFT
 }
 
 /// Whether a state word is in a final phase.
@@ -73,6 +85,14 @@ pub(crate) fn is_done(state: usize) -> bool {
 /// How many user handles a state word counts.
 pub(crate) fn handles(state: usize) -> usize {
     state / ONE_HANDLE
+}
+
+/// Aborts if a state word seen just before adding a handle already counts the most allowed: past that, the count
+/// could wrap and let `into_result` move the value out from under other handles' borrows.
+fn check_handle_overflow(previous: usize) {
+    if handles(previous) >= MAX_HANDLES {
+        std::process::abort();
+    }
 }
 
 /// A done-callback as stored on the slow path.
@@ -88,12 +108,24 @@ pub(crate) enum Entry<T> {
     Waker(Waker),
 }
 
+impl<T> Entry<T> {
+    /// Wakes a waiter or waker (a waker's `wake` is user code: a panic in it is logged); a callback is handed back.
+    pub(crate) fn wake(self) -> Option<Callback<T>> {
+        match self {
+            Entry::Waiter(waiter, token) => waiter.notify(token),
+            Entry::Waker(waker) => unwind::run_callback("a waker", || waker.wake()),
+            Entry::Callback(callback) => return Some(callback),
+        }
+        None
+    }
+}
+
 /// The outcome as stored: errors are boxed, so the slot of a `Future<()>` is one pointer.
 type Outcome<T> = Result<T, Box<Error>>;
 
 /// The state every future has, whatever produces its outcome.
 pub(crate) struct Core<T> {
-    state: AtomicUsize,
+    pub(super) state: AtomicUsize,
     /// Registered entries; touched only while holding the `LOCKED` bit. Allocated on first registration, and
     /// boxed so that a future no one waits on pays one pointer for it, not a `Vec`'s three words.
     #[allow(clippy::box_collection)]
@@ -115,8 +147,15 @@ pub(crate) trait Cell<T>: Send + Sync {
     fn core(&self) -> &Core<T>;
 
     /// Drops the job without running it. Called only by a thread that cleared the `JOB` bit in the same
-    /// read-modify-write that moved the future out of `PENDING`, so it has the job slot to itself.
+    /// read-modify-write that moved the future out of `PENDING`, so it has the job slot to itself. A panic in the
+    /// job's `Drop` is logged, never unwound into the caller.
     fn discard_job(&self) {}
+
+    /// The identity of the executor this task belongs to (see [`LocalExecutor`](super::local::LocalExecutor)),
+    /// or 0 for a future no executor can run.
+    fn owner(&self) -> usize {
+        0
+    }
 
     /// Runs the task in the calling thread if it has not started: claims it exactly once (a worker that dequeues
     /// it later skips it; a racing cancel wins or loses once). `true` if it ran here.
@@ -132,12 +171,12 @@ impl<T: Send + Sync> Cell<T> for Core<T> {
 }
 
 /// The slow-path list, borrowed while the `LOCKED` bit is held; dropping it releases the lock.
-struct SlowGuard<'a, T> {
+pub(super) struct SlowGuard<'a, T> {
     core: &'a Core<T>,
 }
 
 impl<T> SlowGuard<'_, T> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut Vec<Entry<T>>) -> R) -> R {
+    pub(super) fn with<R>(&mut self, f: impl FnOnce(&mut Vec<Entry<T>>) -> R) -> R {
         self.core.slow.with_mut(|slow| {
             // SAFETY: this guard holds the LOCKED bit, so no other thread touches the list.
             let slow = unsafe { &mut *slow };
@@ -150,6 +189,17 @@ impl<T> SlowGuard<'_, T> {
             // SAFETY: as in `with`.
             unsafe { (*slow).take() }.map_or_else(Vec::new, |list| *list)
         })
+    }
+
+    /// Sets or clears state bits while the lock is held (only bits no lock-free path changes: `DEFERRED`).
+    pub(super) fn update(&mut self, set: usize, clear: usize) {
+        // ORDERING: Relaxed: the lock's release in `drop` publishes it with the list.
+        if set != 0 {
+            self.core.state.fetch_or(set, Ordering::Relaxed);
+        }
+        if clear != 0 {
+            self.core.state.fetch_and(!clear, Ordering::Relaxed);
+        }
     }
 }
 
@@ -186,7 +236,8 @@ impl<T> Core<T> {
     pub(crate) fn add_handle(&self) {
         // ORDERING: Relaxed, as for `Arc::clone`: a new handle is made from an existing one, whose count already
         // keeps `take_outcome` from running.
-        self.state.fetch_add(ONE_HANDLE, Ordering::Relaxed);
+        let previous = self.state.fetch_add(ONE_HANDLE, Ordering::Relaxed);
+        check_handle_overflow(previous);
     }
 
     pub(crate) fn drop_handle(&self) {
@@ -197,7 +248,7 @@ impl<T> Core<T> {
 
     /// Takes the slow-path lock, also setting `extra` bits, unless `give_up(state)` says otherwise first (then
     /// returns that state without locking).
-    fn lock_slow(
+    pub(super) fn lock_slow(
         &self,
         extra: usize,
         give_up: impl Fn(usize) -> bool,
@@ -230,8 +281,9 @@ impl<T> Core<T> {
     }
 
     /// Moves `PENDING` to `RUNNING` (Python's `set_running_or_notify_cancel`): `Ok(false)` if it was cancelled.
-    /// With `take_job`, also clears `JOB`: the caller then owns the job slot.
-    fn start(&self, take_job: bool) -> Result<bool, Error> {
+    /// With `take_job`, also clears `JOB`: the caller then owns the job slot. With `report`, a cancellation is
+    /// reported once: a second call on the cancelled future is `InvalidState`, as in CPython.
+    fn start(&self, take_job: bool, report: bool) -> Result<bool, Error> {
         let mut state = self.load();
         if mutant("start_race") && state & PHASE == PENDING {
             // Mutant: check-then-act instead of compare-and-swap, so a cancel can win in between.
@@ -240,15 +292,21 @@ impl<T> Core<T> {
             return Ok(true);
         }
         loop {
-            match state & PHASE {
-                PENDING => {}
-                CANCELLED => return Ok(false),
+            let next = match state & PHASE {
+                PENDING => (state & !(PHASE | if take_job { JOB } else { 0 })) | RUNNING,
+                CANCELLED if !report => return Ok(false),
+                CANCELLED if state & CANCEL_REPORTED != 0 => {
+                    return Err(Error::InvalidState(
+                        "the cancellation was already reported by set_running_or_notify_cancel"
+                            .into(),
+                    ));
+                }
+                CANCELLED => state | CANCEL_REPORTED,
                 RUNNING | COMPLETING => {
                     return Err(Error::InvalidState("the future is already running".into()));
                 }
                 _ => return Err(Error::InvalidState("the future is already finished".into())),
-            }
-            let next = (state & !(PHASE | if take_job { JOB } else { 0 })) | RUNNING;
+            };
             // ORDERING: Acquire on success: the job's captured state was published by the submitter through the
             // queue; nothing is published by this transition itself.
             match self.state.compare_exchange_weak(
@@ -257,7 +315,7 @@ impl<T> Core<T> {
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(true),
+                Ok(_) => return Ok(state & PHASE == PENDING),
                 Err(actual) => state = actual,
             }
         }
@@ -265,7 +323,12 @@ impl<T> Core<T> {
 
     /// Python's `set_running_or_notify_cancel`, for executors driving the producer side.
     pub(crate) fn try_start(&self) -> Result<bool, Error> {
-        self.start(false)
+        self.start(false, true)
+    }
+
+    /// A pool worker starting a task: `true` if it now owns the job slot.
+    pub(super) fn start_job(&self) -> bool {
+        self.start(true, false) == Ok(true)
     }
 
     /// Claims the right to write the outcome: `PENDING` (or, with `from_running`, `RUNNING`) to `COMPLETING`.
@@ -305,6 +368,7 @@ impl<T> Core<T> {
         loop {
             let mut next = (state & !PHASE) | phase_bits;
             if state & WAITING != 0 {
+                check_handle_overflow(state);
                 next += NOTIFYING + ONE_HANDLE;
             }
             // ORDERING: Release publishes the outcome written under COMPLETING (and the job's effects); Acquire
@@ -375,7 +439,7 @@ impl<T> Core<T> {
     }
 
     /// Drains the slow-path list.
-    fn drain(&self) -> Vec<Entry<T>> {
+    pub(super) fn drain(&self) -> Vec<Entry<T>> {
         match self.lock_slow(0, |_| false) {
             Ok((_, mut slow)) => slow.take(),
             Err(_) => Vec::new(),
@@ -472,7 +536,7 @@ impl<T> Core<T> {
             return Err(Error::InvalidState(format!(
                 "moving the result out needs the only handle to the future, and {} others exist; \
                  use result() to borrow it instead",
-                handles(state).saturating_sub(1)
+                (handles(state) + usize::from(state & NOTIFYING != 0)).saturating_sub(1)
             )));
         }
         // ORDERING: Relaxed: only this, the only handle, reads or writes the slot from now on.
@@ -492,11 +556,13 @@ impl<T> Drop for Core<T> {
     fn drop(&mut self) {
         let state = self.state.load(Ordering::Acquire);
         if state & PHASE == FINISHED && state & TAKEN == 0 {
-            self.outcome.with_mut(|slot| {
+            let outcome = self.outcome.with_mut(|slot| {
                 // SAFETY: FINISHED without TAKEN means the slot is initialised; `&mut self` means no one else
-                // can reach it.
-                unsafe { (*slot).assume_init_drop() }
+                // can reach it, and the value is read out exactly once, here.
+                unsafe { (*slot).assume_init_read() }
             });
+            // The last handle may be dropped on a pool thread: a panicking `Drop` of the result must not unwind it.
+            unwind::drop_quietly("a future's result", outcome);
         }
     }
 }
@@ -515,7 +581,7 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
     outcome: Result<T, Error>,
     from_running: bool,
 ) -> Result<(), Error> {
-    if let Some(notification) = complete_deferred(cell, outcome, from_running)? {
+    if let Some(notification) = complete_with(cell, outcome, from_running, Nesting::RunHere)? {
         notification.run();
     }
     Ok(())
@@ -525,13 +591,33 @@ pub(crate) fn complete_from<T: Send + Sync + 'static>(
 /// come back as a [`Notification`] to run on whatever thread the caller chooses (the process pool runs them off
 /// the threads that deliver results, so a callback that blocks cannot stall delivery). `None` if there are no
 /// callbacks to run. Fails with `InvalidState` if the future is already done (or, without `from_running`, running).
+///
+/// The callbacks stay parked on the future until the notification runs, and a thread that needs them to have run
+/// (`into_result` on the future, `.await`, adding another callback) runs them itself if it gets there first.
 pub(crate) fn complete_deferred<T: Send + Sync + 'static>(
     cell: &Arc<dyn Cell<T>>,
     outcome: Result<T, Error>,
     from_running: bool,
 ) -> Result<Option<Notification<T>>, Error> {
+    complete_with(cell, outcome, from_running, Nesting::Park)
+}
+
+/// Completes `cell` and wakes its waiters; the callbacks come back as a notification made as `nesting` says.
+pub(super) fn complete_with<T: Send + Sync + 'static>(
+    cell: &Arc<dyn Cell<T>>,
+    outcome: Result<T, Error>,
+    from_running: bool,
+    nesting: Nesting,
+) -> Result<Option<Notification<T>>, Error> {
     let core = cell.core();
-    let left = core.claim_completion(from_running)?;
+    let left = match core.claim_completion(from_running) {
+        Ok(left) => left,
+        Err(error) => {
+            // A refused outcome is dropped here, maybe on a pool thread: its `Drop` must not unwind.
+            unwind::drop_quietly("a refused result", outcome);
+            return Err(error);
+        }
+    };
     if left & PHASE == PENDING && left & JOB != 0 {
         cell.discard_job();
     }
@@ -548,7 +634,11 @@ pub(crate) fn complete_deferred<T: Send + Sync + 'static>(
         // Mutant: looks for waiters before publishing, so one that registers in between is never woken.
         let waiting = core.state.load(Ordering::Acquire) & WAITING != 0;
         core.publish(phase);
-        return Ok(waiting.then(|| Notification::take(cell)));
+        return Ok(if waiting {
+            Notification::take(cell, nesting)
+        } else {
+            None
+        });
     }
     let previous = core.publish(phase);
     if mutant("leak_cell") {
@@ -558,15 +648,12 @@ pub(crate) fn complete_deferred<T: Send + Sync + 'static>(
     if previous & WAITING == 0 {
         return Ok(None);
     }
-    let notification = Notification::take(cell);
-    if notification.callbacks.is_empty() {
-        notification.run();
-        return Ok(None);
-    }
-    Ok(Some(notification))
+    Ok(Notification::take(cell, nesting))
 }
 
 /// Cancels `cell`'s future if it is pending; `true` if it is (now or already) cancelled.
+///
+/// The waiters are woken and the callbacks run even if the job's `Drop` panics (the panic is logged).
 pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool {
     let core = cell.core();
     let mut state = core.load();
@@ -590,6 +677,7 @@ pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool 
         }
         let mut next = (state & !(PHASE | JOB)) | CANCELLED;
         if state & WAITING != 0 {
+            check_handle_overflow(state);
             next += NOTIFYING + ONE_HANDLE;
         }
         // ORDERING: AcqRel on success: Acquire so the job slot, written by the submitter, is ours to drop (no one
@@ -614,203 +702,57 @@ pub(crate) fn cancel<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) -> bool 
 /// Runs the slow path after a final phase was published with `NOTIFYING` set: wakes waiters, runs callbacks in
 /// the order they were added, then clears `NOTIFYING` and tells whoever waits for that.
 fn notify<T: Send + Sync + 'static>(cell: &Arc<dyn Cell<T>>) {
-    Notification::take(cell).run();
+    if let Some(notification) = Notification::take(cell, Nesting::RunHere) {
+        notification.run();
+    }
 }
 
-/// The second half of notifying a finished (or cancelled) future: its done-callbacks, taken off the slow path
-/// after its waiters were woken. Until it runs, the future stays `NOTIFYING` (so `into_result` waits for it);
-/// dropping it runs it, so the callbacks run exactly once whatever happens to it.
-pub(crate) struct Notification<T: Send + Sync + 'static> {
-    cell: Arc<dyn Cell<T>>,
-    callbacks: Vec<Callback<T>>,
-    done: bool,
-}
+#[cfg(all(test, not(miri), not(concurrent_futures_loom)))]
+mod tests {
+    use super::*;
 
-impl<T: Send + Sync + 'static> Notification<T> {
-    /// Drains the slow path of a future published with `NOTIFYING` set: wakes its waiters and wakers now and
-    /// keeps its callbacks for [`run`](Self::run).
-    fn take(cell: &Arc<dyn Cell<T>>) -> Self {
-        let entries = cell.core().drain();
-        let mut callbacks = Vec::new();
-        for entry in entries {
-            match entry {
-                Entry::Waiter(waiter, token) => waiter.notify(token),
-                Entry::Waker(waker) => waker.wake(),
-                Entry::Callback(callback) => callbacks.push(callback),
-            }
-        }
-        Notification {
-            cell: cell.clone(),
-            callbacks,
-            done: false,
-        }
+    /// The child side of `handle_overflow_aborts`: clones a handle of a future whose count is at the limit.
+    #[test]
+    #[ignore = "run by handle_overflow_aborts in a child process"]
+    fn handle_overflow_child() {
+        let future: Future<u8> = Future {
+            cell: Arc::new(Core::new(FINISHED, MAX_HANDLES, Some(Ok(1)))),
+        };
+        let clone = future.clone();
+        // Not reached: the clone above aborts. Forget both, so the test cannot pass by unwinding either.
+        std::mem::forget((future, clone));
     }
 
-    /// Runs the callbacks in the order they were added, with the handle `publish` counted for them, then clears
-    /// `NOTIFYING` and wakes whoever waits for that.
-    pub(crate) fn run(mut self) {
-        self.run_once();
-    }
-
-    fn run_once(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        let cell = &self.cell;
-        let core = cell.core();
-        let callbacks = std::mem::take(&mut self.callbacks);
-        if !callbacks.is_empty() {
-            // `publish` already counted this handle.
-            let handle = Future { cell: cell.clone() };
-            for callback in callbacks {
-                unwind::run_callback("a done callback", || callback(&handle));
-            }
-            drop(handle);
-        } else {
-            core.drop_handle();
-        }
-        // ORDERING: AcqRel: Release so that the callbacks' reads of the outcome and the handle's drop happen
-        // before a `take_outcome` that sees NOTIFYING clear; Acquire pairs with `register_settle`.
-        let previous = core
-            .state
-            .fetch_and(!(NOTIFYING | SETTLE_WAIT), Ordering::AcqRel);
-        if previous & SETTLE_WAIT != 0 {
-            let entries = core.drain();
-            for entry in entries {
-                match entry {
-                    Entry::Waiter(waiter, token) => waiter.notify(token),
-                    Entry::Waker(waker) => waker.wake(),
-                    // A callback added after the future was done ran at once; none can be here.
-                    Entry::Callback(callback) => {
-                        let handle = Future::from_cell(cell.clone());
-                        unwind::run_callback("a done callback", || callback(&handle));
-                    }
-                }
-            }
+    /// Counting one handle past the limit aborts the process (as `Arc` does) instead of wrapping the count. On 32-bit
+    /// targets the limit is about a million handles; the future is made at the limit here, so this runs anywhere.
+    #[test]
+    fn handle_overflow_aborts() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "future::core::tests::handle_overflow_child",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{output:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(output.status.signal(), Some(6), "SIGABRT: {output:?}");
         }
     }
-}
 
-impl<T: Send + Sync + 'static> Drop for Notification<T> {
-    fn drop(&mut self) {
-        self.run_once();
-    }
-}
-
-/// A job in a pool's queue: the task cell, type-erased.
-pub(crate) trait Runnable: Send + Sync {
-    /// Runs the job if its future is still pending, and completes the future; `true` if it ran. `body_done` is
-    /// called after the job's closure returned and before its outcome is published (a worker uses it to count
-    /// itself idle before anyone can see the task finished); it is not called for a job that does not run.
-    fn run(self: Arc<Self>, body_done: &dyn Fn()) -> bool;
-    /// Cancels the job's future if it has not started.
-    fn cancel(self: Arc<Self>);
-    /// Fails the job's future with `error` if it has not started.
-    fn fail(self: Arc<Self>, error: Error);
-}
-
-/// A thread-pool task: the future's core and the closure that computes its value, in one allocation.
-pub(crate) struct Task<T, F> {
-    core: Core<T>,
-    /// Initialised iff the state's `JOB` bit is set.
-    job: UnsafeCell<ManuallyDrop<F>>,
-}
-
-// SAFETY: the job slot is touched only by the one thread that cleared `JOB` (the worker that starts it, or the
-// canceller / completer that discards it), or by `drop`, so `F: Send` suffices.
-unsafe impl<T: Send + Sync, F: Send> Sync for Task<T, F> {}
-
-impl<T, F> Task<T, F>
-where
-    T: Send + Sync + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    /// A pending task of the pool tagged `tag`, and the first handle to its future.
-    pub(crate) fn new_pair(job: F, tag: usize) -> (Arc<dyn Runnable>, Future<T>) {
-        let task = Arc::new(Task {
-            core: Core::new(PENDING | JOB | ((tag << TAG_SHIFT) & TAG_MASK), 1, None),
-            job: UnsafeCell::new(ManuallyDrop::new(job)),
-        });
-        let cell: Arc<dyn Cell<T>> = task.clone();
-        (task, Future { cell })
-    }
-}
-
-impl<T, F> Drop for Task<T, F> {
-    fn drop(&mut self) {
-        if self.core.state.load(Ordering::Acquire) & JOB != 0 {
-            self.job.with_mut(|slot| {
-                // SAFETY: JOB set means the closure was never taken; `&mut self` means no one else can reach it.
-                unsafe { ManuallyDrop::drop(&mut *slot) }
-            });
-        }
-    }
-}
-
-impl<T, F> Cell<T> for Task<T, F>
-where
-    T: Send + Sync + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    fn core(&self) -> &Core<T> {
-        &self.core
-    }
-
-    fn discard_job(&self) {
-        let job = self.job.with_mut(|slot| {
-            // SAFETY: see `Cell::discard_job`: the caller cleared JOB, so it alone owns the initialised slot.
-            unsafe { ManuallyDrop::take(&mut *slot) }
-        });
-        drop(job);
-    }
-
-    fn run_here(self: Arc<Self>) -> bool {
-        self.execute(&|| {})
-    }
-}
-
-impl<T, F> Task<T, F>
-where
-    T: Send + Sync + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    /// Starts the task if it is still pending (taking its job), runs it, and completes its future; `false` if
-    /// it was already started, cancelled or finished elsewhere.
-    fn execute(self: Arc<Self>, body_done: &dyn Fn()) -> bool {
-        if self.core.start(true) != Ok(true) {
-            return false;
-        }
-        let job = self.job.with_mut(|slot| {
-            // SAFETY: this thread moved the future from PENDING to RUNNING and cleared JOB in that same step, so
-            // it alone owns the initialised slot.
-            unsafe { ManuallyDrop::take(&mut *slot) }
-        });
-        let outcome = unwind::run_task(job);
-        body_done();
-        let cell: Arc<dyn Cell<T>> = self;
-        // Fails only if someone set the result from outside while it ran; theirs stands, as in Python.
-        let _ = complete(&cell, outcome);
-        true
-    }
-}
-
-impl<T, F> Runnable for Task<T, F>
-where
-    T: Send + Sync + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    fn run(self: Arc<Self>, body_done: &dyn Fn()) -> bool {
-        self.execute(body_done)
-    }
-
-    fn cancel(self: Arc<Self>) {
-        let cell: Arc<dyn Cell<T>> = self;
-        cancel(&cell);
-    }
-
-    fn fail(self: Arc<Self>, error: Error) {
-        let cell: Arc<dyn Cell<T>> = self;
-        // Fails only if the task already started or was cancelled; then its own outcome stands.
-        let _ = complete_from(&cell, Err(error), false);
+    /// Below the limit, a clone counts normally.
+    #[test]
+    fn handle_count_below_the_limit() {
+        let future: Future<u8> = Future {
+            cell: Arc::new(Core::new(FINISHED, MAX_HANDLES - 1, Some(Ok(1)))),
+        };
+        let clone = future.clone();
+        assert_eq!(handles(future.core().load()), MAX_HANDLES);
+        // The counted handles are fictitious: leak the cell rather than run its drop checks.
+        std::mem::forget((future, clone));
     }
 }

@@ -2,6 +2,9 @@
 
 mod chain;
 mod core;
+pub(crate) mod local;
+mod notify;
+mod task;
 mod waiter;
 
 use std::fmt;
@@ -14,9 +17,12 @@ use crate::sync::{Arc, Backoff, mutant};
 use crate::unwind;
 
 use self::core::{
-    CANCELLED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, claimable, complete, complete_deferred,
+    CANCELLED, DEFERRED, FAILED, FINISHED, NOTIFYING, PENDING, PHASE, complete, complete_deferred,
 };
-pub(crate) use self::core::{Cell, Core, Entry, Notification, Runnable, Task, is_done, pool_tag};
+pub(crate) use self::core::{Cell, Core, Entry, is_done};
+pub(crate) use self::notify::Notification;
+use self::notify::{cell_id, run_parked, running_here};
+pub(crate) use self::task::{RunHooks, Runnable, Task};
 pub(crate) use self::waiter::Waiter;
 
 /// Where a future is in its life, as in Python: pending, running, cancelled or finished.
@@ -187,9 +193,12 @@ impl<T: Send + Sync + 'static> Future<T> {
     }
 
     /// Waits until the future is done, or until `deadline`; `true` if it is done.
+    ///
+    /// Without a deadline, a worker waiting on a not-yet-started task of its own pool runs it itself; with one, it
+    /// never does (the task could take longer than the deadline allows).
     pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let core = self.core();
-        if is_done(core.load()) || self.run_here_if_mine() {
+        if is_done(core.load()) || (deadline.is_none() && self.run_here_if_mine()) {
             return true;
         }
         // Spin briefly first: a task that is about to finish is cheaper to wait for than to sleep on.
@@ -214,30 +223,40 @@ impl<T: Send + Sync + 'static> Future<T> {
         is_done(core.load())
     }
 
-    /// If the calling thread is a worker of the pool this task belongs to and the task has not started, runs it
+    /// If the calling thread works for the executor this task belongs to and the task has not started, runs it
     /// here (so a task waiting on a subtask of its own saturated pool cannot deadlock); `true` if it did.
     pub(crate) fn run_here_if_mine(&self) -> bool {
-        // The thread-local first: a thread that is no pool's worker never looks at the state for this.
-        let tag = crate::thread_pool::current_worker_tag();
         // (Mutant: never claims, so a worker waiting on its own pool's queued task can wait forever.)
-        tag != 0
-            && !mutant("no_claim")
-            && claimable(self.core().load(), tag)
+        !mutant("no_claim")
+            && local::owns(self.cell.owner())
+            && self.core().load() & PHASE == PENDING
             && self.cell.clone().run_here()
     }
 
-    /// Waits until the completing thread has finished running the callbacks (which hold a handle meanwhile).
-    fn wait_settled(&self) {
-        if self.core().load() & NOTIFYING == 0 {
-            return;
-        }
+    /// Waits until the done-callbacks have run (they hold a handle meanwhile). Callbacks parked on the future
+    /// (see `notify.rs`) are run here; inside one of the future's own callbacks this would wait for itself, so it
+    /// is `InvalidState`.
+    fn wait_settled(&self) -> Result<(), Error> {
         let waiter = Arc::new(Waiter::new());
-        while self
-            .core()
-            .register_settle(Entry::Waiter(waiter.clone(), 0))
-            .is_ok()
-        {
-            waiter.wait(None);
+        loop {
+            let state = self.core().load();
+            if state & NOTIFYING == 0 {
+                return Ok(());
+            }
+            if running_here(cell_id(&self.cell)) {
+                return Err(inside_own_callback());
+            }
+            if state & DEFERRED != 0 {
+                run_parked(&self.cell);
+                continue;
+            }
+            if self
+                .core()
+                .register_settle(Entry::Waiter(waiter.clone(), 0))
+                .is_ok()
+            {
+                waiter.wait(None);
+            }
         }
     }
 
@@ -281,7 +300,9 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// Waits for the task and moves its value out.
     ///
     /// The value can move only out of the last handle: if other clones of this future are alive, this returns
-    /// [`Error::InvalidState`] and the value stays with them (read it with [`result`](Self::result)).
+    /// [`Error::InvalidState`] and the value stays with them (read it with [`result`](Self::result)). It waits
+    /// for the future's done-callbacks to finish (they read the value); inside one of them it returns
+    /// `InvalidState` at once, since it would wait for itself.
     ///
     /// ```
     /// let pool = concurrent_futures::ThreadPoolExecutor::new(1)?;
@@ -314,7 +335,7 @@ impl<T: Send + Sync + 'static> Future<T> {
                 total: 1,
             });
         }
-        self.wait_settled();
+        self.wait_settled()?;
         // `take_outcome_consuming` releases this handle itself (in the same read-modify-write that marks the value
         // taken), so this handle's `Drop` must not run; the cell reference is dropped here.
         let this = std::mem::ManuallyDrop::new(self);
@@ -379,18 +400,25 @@ impl<T: Send + Sync + 'static> Future<T> {
         if let Err(Entry::Callback(callback)) =
             self.core().register(Entry::Callback(Box::new(callback)))
         {
+            // Callbacks added before this one, parked on the future (see `notify.rs`), run first.
+            if self.core().load() & DEFERRED != 0 {
+                run_parked(&self.cell);
+            }
             unwind::run_callback("a done callback", || callback(self));
         }
     }
 
     /// For executors: marks the future running before its work starts. `Ok(false)` means it was cancelled and
-    /// the work must be skipped; an error means it was already running or finished (Python's
-    /// `set_running_or_notify_cancel`).
+    /// the work must be skipped; an error means it was already running or finished, or that its cancellation was
+    /// already reported by an earlier call (Python's `set_running_or_notify_cancel`, which raises there too).
     ///
     /// ```
-    /// let future = concurrent_futures::Future::<()>::new();
+    /// use concurrent_futures::{Error, Future};
+    ///
+    /// let future = Future::<()>::new();
     /// future.cancel();
     /// assert_eq!(future.set_running_or_notify_cancel(), Ok(false));
+    /// assert!(matches!(future.set_running_or_notify_cancel(), Err(Error::InvalidState(_))));
     /// ```
     pub fn set_running_or_notify_cancel(&self) -> Result<bool, Error> {
         self.core().try_start()
@@ -479,6 +507,15 @@ impl<T: Send + Sync + 'static> Promise<T> {
     }
 }
 
+/// The error for moving a value out inside one of its future's own done-callbacks.
+fn inside_own_callback() -> Error {
+    Error::InvalidState(
+        "moving the result out inside one of the future's own done-callbacks would wait for that callback; \
+         use result() to borrow it there"
+            .into(),
+    )
+}
+
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
@@ -543,6 +580,15 @@ impl<T: Send + Sync + 'static> std::future::Future for Future<T> {
             }
             if state & PHASE == CANCELLED {
                 return Poll::Ready(Err(Error::Cancelled));
+            }
+            if state & NOTIFYING != 0 {
+                if running_here(cell_id(&self.cell)) {
+                    return Poll::Ready(Err(inside_own_callback()));
+                }
+                if state & DEFERRED != 0 {
+                    run_parked(&self.cell);
+                    continue;
+                }
             }
             match core.register_settle(Entry::Waker(cx.waker().clone())) {
                 Ok(()) => return Poll::Pending,

@@ -32,6 +32,49 @@ pub(crate) fn next_pool_number() -> usize {
     COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Identities for live executors (see `future/local.rs`): small numbers, each held by one live executor at a time
+/// and reused only once it is gone, so they fit in a task's state word and still tell executors apart exactly.
+/// Like [`next_pool_number`], nothing synchronises through it, so it is a std mutex in both builds.
+pub(crate) mod identities {
+    use std::sync::Mutex;
+
+    struct Registry {
+        /// The highest identity handed out so far.
+        high: usize,
+        /// Identities given back, to reuse.
+        free: Vec<usize>,
+    }
+
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+        high: 0,
+        free: Vec::new(),
+    });
+
+    /// A free identity in `1..=max`, or 0 if all are held.
+    pub(crate) fn acquire(max: usize) -> usize {
+        let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = registry.free.pop() {
+            return id;
+        }
+        if registry.high < max {
+            registry.high += 1;
+            return registry.high;
+        }
+        0
+    }
+
+    /// Gives `id` back (0 is ignored).
+    pub(crate) fn release(id: usize) {
+        if id != 0 {
+            REGISTRY
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .free
+                .push(id);
+        }
+    }
+}
+
 /// Deliberate bugs for the loom canaries (`loom-tests/tests/canaries.rs`).
 ///
 /// Built with `--cfg concurrent_futures_mutant`, a few places in the library check `mutant("name")` and, when

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
-pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) use loom::thread_local;
 
 /// A mutex whose `lock` returns the guard directly.
@@ -129,6 +129,11 @@ pub(crate) mod thread {
 
     pub(crate) fn current_id() -> ThreadId {
         loom::thread::current().id()
+    }
+
+    /// Lets the other threads run (loom's scheduler then prefers them).
+    pub(crate) fn yield_now() {
+        loom::thread::yield_now();
     }
 }
 

@@ -1,71 +1,185 @@
-//! Production implementations of the sync API: parking_lot locks, std atomics and threads, crossbeam queues.
+//! Production implementations of the sync API: parking_lot locks (std's under Miri), std atomics and threads,
+//! crossbeam queues.
 
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub(crate) use std::thread_local;
 
-/// A mutex whose `lock` returns the guard directly (parking_lot style, no poisoning).
-#[derive(Debug, Default)]
-pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+#[cfg(not(miri))]
+pub(crate) use locks::*;
+#[cfg(miri)]
+pub(crate) use miri_locks::*;
 
-/// The guard of [`Mutex`].
-pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+/// parking_lot's locks, in production.
+#[cfg(not(miri))]
+mod locks {
+    use std::time::Instant;
 
-impl<T> Mutex<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        Mutex(parking_lot::Mutex::new(value))
+    /// A mutex whose `lock` returns the guard directly (parking_lot style, no poisoning).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+
+    /// The guard of [`Mutex`].
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Mutex(parking_lot::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock()
+        }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        self.0.lock()
+    /// A condition variable used with [`Mutex`].
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) const fn new() -> Self {
+            Condvar(parking_lot::Condvar::new())
+        }
+
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            self.0.wait(guard);
+        }
+
+        /// Waits until notified or until `deadline`; returns `true` if the deadline passed.
+        pub(crate) fn wait_until<T>(
+            &self,
+            guard: &mut MutexGuard<'_, T>,
+            deadline: Instant,
+        ) -> bool {
+            self.0.wait_until(guard, deadline).timed_out()
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    /// A reader-writer lock (parking_lot style).
+    #[derive(Debug, Default)]
+    pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            RwLock(parking_lot::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, T> {
+            self.0.read()
+        }
+
+        pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, T> {
+            self.0.write()
+        }
     }
 }
 
-/// A condition variable used with [`Mutex`].
-#[derive(Debug, Default)]
-pub(crate) struct Condvar(parking_lot::Condvar);
+/// Under Miri, the same API on std's locks: parking_lot_core 0.9.12 passes a reference where the futex syscall
+/// takes a pointer, which Miri (since nightly 2026-09-11) reports as undefined behaviour in the dependency. Miri
+/// then checks this crate's code on std's locks instead.
+#[cfg(miri)]
+mod miri_locks {
+    use std::ops::{Deref, DerefMut};
+    use std::time::Instant;
 
-impl Condvar {
-    pub(crate) const fn new() -> Self {
-        Condvar(parking_lot::Condvar::new())
+    /// A mutex whose `lock` returns the guard directly (no poisoning).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    /// The guard of [`Mutex`]; it holds std's guard in an `Option` so [`Condvar::wait`] can take and return it.
+    pub(crate) struct MutexGuard<'a, T>(Option<std::sync::MutexGuard<'a, T>>);
+
+    const GUARD_PRESENT: &str = "a MutexGuard always holds its lock outside Condvar::wait";
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().expect(GUARD_PRESENT)
+        }
     }
 
-    pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
-        self.0.wait(guard);
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().expect(GUARD_PRESENT)
+        }
     }
 
-    /// Waits until notified or until `deadline`; returns `true` if the deadline passed.
-    pub(crate) fn wait_until<T>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) -> bool {
-        self.0.wait_until(guard, deadline).timed_out()
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Mutex(std::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
+        }
     }
 
-    pub(crate) fn notify_one(&self) {
-        self.0.notify_one();
+    /// A condition variable used with [`Mutex`].
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(std::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) const fn new() -> Self {
+            Condvar(std::sync::Condvar::new())
+        }
+
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let inner = guard.0.take().expect(GUARD_PRESENT);
+            guard.0 = Some(self.0.wait(inner).unwrap_or_else(|e| e.into_inner()));
+        }
+
+        /// Waits until notified or until `deadline`; returns `true` if the deadline passed.
+        pub(crate) fn wait_until<T>(
+            &self,
+            guard: &mut MutexGuard<'_, T>,
+            deadline: Instant,
+        ) -> bool {
+            let inner = guard.0.take().expect(GUARD_PRESENT);
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let (inner, result) = self
+                .0
+                .wait_timeout(inner, timeout)
+                .unwrap_or_else(|e| e.into_inner());
+            guard.0 = Some(inner);
+            result.timed_out()
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
     }
 
-    pub(crate) fn notify_all(&self) {
-        self.0.notify_all();
-    }
-}
+    /// A reader-writer lock.
+    #[derive(Debug, Default)]
+    pub(crate) struct RwLock<T>(std::sync::RwLock<T>);
 
-/// A reader-writer lock (parking_lot style).
-#[derive(Debug, Default)]
-pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
+    impl<T> RwLock<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            RwLock(std::sync::RwLock::new(value))
+        }
 
-impl<T> RwLock<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        RwLock(parking_lot::RwLock::new(value))
-    }
+        pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(|e| e.into_inner())
+        }
 
-    pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, T> {
-        self.0.read()
-    }
-
-    pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, T> {
-        self.0.write()
+        pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(|e| e.into_inner())
+        }
     }
 }
 
@@ -143,6 +257,10 @@ pub(crate) mod thread {
 
     pub(crate) fn current_id() -> ThreadId {
         std::thread::current().id()
+    }
+
+    pub(crate) fn yield_now() {
+        std::thread::yield_now();
     }
 }
 

@@ -6,13 +6,14 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::future::deadline_after;
-use crate::future::{Runnable, Task, pool_tag};
+use crate::future::local::{self, LocalExecutor};
+use crate::future::{Runnable, Task};
 use crate::map::{Map, Partial, batches};
 use crate::sync::{
-    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, fence, mutant, thread,
+    Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, identities, mutant,
+    thread,
 };
-use crate::{Error, Executor, Future, MapOptions, Payload};
-pub(crate) use worker::current_worker_tag;
+use crate::{Error, Executor, Future, MapOptions, Payload, unwind};
 
 type Job = Arc<dyn Runnable>;
 
@@ -40,12 +41,14 @@ pub(crate) struct Shared {
     idle_timeout: Option<Duration>,
     /// Tasks the workers ran (each worker adds its count before it blocks, and every 64 tasks).
     completed: AtomicUsize,
-    /// Marks this pool's tasks, so its workers can recognise them (see `Future::run_here_if_mine`).
-    tag: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
-    /// Threads between finishing a task and taking the next one (what Python's idle semaphore approximates).
-    idle: AtomicUsize,
+    /// This pool's identity among live executors, recorded in its tasks (see `future/local.rs`); 0 if none was
+    /// free (then its workers never run its tasks inline).
+    identity: usize,
+    /// The demand for threads, as a two's-complement `isize`: jobs accepted and not yet taken by a thread (the
+    /// backlog), minus threads idle. See [`Shared::add_demand`].
+    demand: AtomicUsize,
     /// Threads started so far (mirrors `workers.started`, read without the lock on the fast path).
     started: AtomicUsize,
     workers: Mutex<Workers>,
@@ -59,6 +62,17 @@ struct Gate {
     closed: bool,
 }
 
+/// What [`Shared::try_retire`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// The pool needs this thread as it is.
+    NotNeeded,
+    /// The thread gave up its place, then found a job accepted that no idle thread will take: it stays for it.
+    Stayed,
+    /// The thread left the pool: it must return.
+    Retired,
+}
+
 #[derive(Default)]
 struct Workers {
     /// Threads counted against `max_workers` (started and not retired).
@@ -69,6 +83,20 @@ struct Workers {
     threads: Vec<thread::JoinHandle<()>>,
 }
 
+impl LocalExecutor for Shared {
+    fn owns(&self, owner: usize) -> bool {
+        owner != 0 && owner == self.identity
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // No task of this pool is pending any more (each sat in the queue this drops with it, drained), so another
+        // pool may take the identity.
+        identities::release(self.identity);
+    }
+}
+
 impl Shared {
     /// The error for a submit the pool no longer accepts.
     fn refusal(&self) -> Error {
@@ -76,6 +104,33 @@ impl Shared {
             Some(reason) => Error::Broken { reason },
             None => Error::Shutdown,
         }
+    }
+
+    /// Adds `delta` to the demand for threads and returns the new demand.
+    ///
+    /// The demand is the backlog (jobs accepted and not yet taken) minus the idle threads, kept in one word so
+    /// that every change to either is one read-modify-write and every decision sees both at one instant:
+    /// - a submit adds 1 before its push (one more job); a new thread subtracts 1 (idle from birth);
+    /// - a worker taking a job changes nothing (one job and one idle thread fewer), so no pop races a count;
+    /// - a worker that becomes idle subtracts 1; one that leaves the idle state without a job (to run
+    ///   done-callbacks, or to retire) adds 1.
+    ///
+    /// Whoever raises it above 0 (a job no idle thread will take) starts a thread, unless `max_workers` run.
+    /// So while fewer than `max_workers` threads run, every accepted job has a thread that will take it, whatever
+    /// the running jobs wait for.
+    ///
+    /// ORDERING: AcqRel: the retirement of a thread (its `started` decrement, then its `+1` here) and a submit
+    /// (its `+1` here, then its read of `started`) each see the other: whichever read-modify-write comes second
+    /// reads the first, and synchronises with it.
+    fn add_demand(&self, delta: isize) -> isize {
+        let previous = self.demand.fetch_add(delta as usize, Ordering::AcqRel);
+        (previous as isize).wrapping_add(delta)
+    }
+
+    /// The demand for threads now (a snapshot).
+    fn demand(&self) -> isize {
+        // ORDERING: Relaxed: a snapshot for decisions that re-check under the lock, and for statistics.
+        self.demand.load(Ordering::Relaxed) as isize
     }
 
     fn enqueue(self: &Arc<Self>, job: Job, block: bool) -> Result<(), Error> {
@@ -90,9 +145,19 @@ impl Shared {
         } else {
             Some(gate)
         };
-        // The first task: a worker must exist before anything is queued, or a failed spawn would strand it.
-        if self.started.load(Ordering::Acquire) == 0 {
-            self.start_worker(true)?;
+        // Count the job before anyone can take it (see `add_demand`), and start a thread for it if no idle one
+        // will take it. The first task's thread starts before the push, so a failed spawn refuses the task
+        // instead of stranding it.
+        if self.add_demand(1) > 0
+            && let Err(error) = self.start_for_demand()
+        {
+            // ORDERING: Acquire pairs with the Release store in `start_worker`.
+            if self.started.load(Ordering::Acquire) == 0 {
+                self.add_demand(-1);
+                return Err(error);
+            }
+            // At least one worker exists, so the task will still run.
+            log::warn!(target: "concurrent_futures", "could not start another worker thread: {error}");
         }
         let pushed = if block {
             self.queue.push(job).map_err(|_| self.refusal())
@@ -102,53 +167,44 @@ impl Shared {
                 PushError::Closed(_) => self.refusal(),
             })
         };
-        pushed?;
-        if self.idle_timeout.is_some() {
-            // Pairs with the fence in `try_retire`: either this submit sees a retiring thread gone (and starts
-            // another), or that thread sees this task queued (and stays).
-            fence(Ordering::SeqCst);
+        if pushed.is_err() {
+            self.add_demand(-1);
         }
-        self.adjust_thread_count();
         drop(gate);
-        Ok(())
+        pushed
     }
 
-    /// After a push: start a thread if more tasks are queued than threads are idle, up to `max_workers`.
-    /// An idle thread is thus reused before a new one starts; every queued task has a thread that will take it,
-    /// because at least one thread exists and threads only exit once the queue is closed and drained.
-    fn adjust_thread_count(self: &Arc<Self>) {
-        // ORDERING: Acquire pairs with the Release store in `start_worker`; a stale read only costs a lock.
+    /// Starts a thread for a demand above 0, if fewer than `max_workers` run; `Ok(false)` if none started.
+    fn start_for_demand(self: &Arc<Self>) -> Result<bool, Error> {
+        // ORDERING: Acquire pairs with the Release store in `start_worker`; `start_worker` re-checks under the lock.
         if self.started.load(Ordering::Acquire) >= self.max_workers.load(Ordering::Relaxed) {
-            return;
+            return Ok(false);
         }
-        // Idle first: a thread that takes a job lowers both counts, so this order never over-counts idle threads.
-        // ORDERING: Relaxed: a hint (see `worker::run`).
-        let idle = self.idle.load(Ordering::Relaxed);
-        if self.queue.len() <= idle {
-            return;
-        }
-        if let Err(error) = self.start_worker(false) {
-            // At least one worker exists (the first submit made sure), so the task will still run.
+        self.start_worker()
+    }
+
+    /// A thread leaves the idle state without taking a job (to run done-callbacks): if that leaves a job that no
+    /// idle thread will take, it starts a thread for it.
+    fn leave_idle(self: &Arc<Self>) {
+        if self.add_demand(1) > 0
+            && let Err(error) = self.start_for_demand()
+        {
             log::warn!(target: "concurrent_futures", "could not start another worker thread: {error}");
         }
     }
 
-    /// Starts one more worker if under `max_workers` (or, with `first`, only if none was started yet); `true` if
-    /// it started one.
-    fn start_worker(self: &Arc<Self>, first: bool) -> Result<bool, Error> {
+    /// Starts one more worker if under `max_workers`; `true` if it started one.
+    fn start_worker(self: &Arc<Self>) -> Result<bool, Error> {
         let mut workers = self.workers.lock();
-        let full = workers.started >= self.max_workers.load(Ordering::Relaxed)
-            || (first && workers.started > 0);
         // (Mutant: trusts the caller's unlocked checks, so two submits can both start the last thread.)
-        if full && !mutant("overspawn") {
+        if workers.started >= self.max_workers.load(Ordering::Relaxed) && !mutant("overspawn") {
             return Ok(false);
         }
         let name = format!("{}_{}", self.thread_name_prefix, workers.named);
         let shared = self.clone();
         // A new thread counts as idle from birth (it looks for work at once), so the submit that started it
         // does not start another for the same task.
-        // ORDERING: Relaxed: a hint (see `worker::run`).
-        self.idle.fetch_add(1, Ordering::Relaxed);
+        self.add_demand(-1);
         match thread::spawn_named(name, move || worker::run(shared)) {
             Ok(handle) => {
                 workers.started += 1;
@@ -160,7 +216,7 @@ impl Shared {
                 Ok(true)
             }
             Err(error) => {
-                self.idle.fetch_sub(1, Ordering::Relaxed);
+                self.add_demand(1);
                 Err(Error::Broken {
                     reason: format!("could not start a worker thread: {error}"),
                 })
@@ -177,7 +233,9 @@ impl Shared {
         self.gate.write().closed = true;
         if cancel {
             while let Some(job) = self.queue.try_pop() {
-                job.cancel();
+                // Taken off the backlog by this thread, which is no worker.
+                self.add_demand(-1);
+                unwind::quietly("cancelling a queued task", || job.cancel());
             }
         }
         self.queue.close();
@@ -189,9 +247,11 @@ impl Shared {
         self.queue.close_push();
         self.gate.write().closed = true;
         while let Some(job) = self.queue.try_pop() {
-            job.fail(Error::Broken {
+            self.add_demand(-1);
+            let error = Error::Broken {
                 reason: reason.clone(),
-            });
+            };
+            unwind::quietly("failing a queued task", || job.fail(error));
         }
         self.queue.close();
     }
@@ -215,35 +275,37 @@ impl Shared {
         self.started.load(Ordering::Relaxed) > self.max_workers.load(Ordering::Relaxed)
     }
 
-    /// Lets the calling worker exit if the pool has more threads than it needs: more than `max_workers`, or
-    /// (`idle`, after `idle_timeout`) more than `min_workers` with nothing queued. `true` if it retired; the
-    /// caller then returns from its loop.
+    /// Lets the calling worker, which is idle, exit if the pool has more threads than it needs: more than
+    /// `max_workers`, or (`timed_out`, after `idle_timeout`) more than `min_workers`. On [`Retire::Retired`] the
+    /// caller returns from its loop; on [`Retire::Stayed`] a job is on its way, and the caller yields before it
+    /// looks again (with a zero `idle_timeout` it would otherwise spin until the job's submitter pushes it).
     ///
-    /// Shrinking never strands a task: after giving up its place, the worker fences and looks at the queue
-    /// again; a submit fences after its push and before counting threads. One of the two sees the other, so
-    /// either the worker stays for the task or the submit starts a thread.
-    fn try_retire(&self, idle: bool) -> bool {
+    /// Shrinking never strands a task: the worker gives up its place (`started`), then leaves the idle count
+    /// (`add_demand(1)`); a submit adds its job to the demand, then reads `started`. Whichever read-modify-write
+    /// of the demand comes second sees the other: either the worker sees the job (and stays for it) or the
+    /// submit sees the place free (and starts a thread).
+    fn try_retire(self: &Arc<Self>, timed_out: bool) -> Retire {
         let me = thread::current_id();
         let mut workers = self.workers.lock();
         let max = self.max_workers.load(Ordering::Relaxed);
         let surplus = workers.started > max;
-        if !(surplus || (idle && workers.started > self.min_workers && self.queue.len() == 0)) {
-            return false;
+        if !(surplus || (timed_out && workers.started > self.min_workers)) {
+            return Retire::NotNeeded;
         }
         workers.started -= 1;
         // ORDERING: Release pairs with the Acquire loads on the submit path.
         self.started.store(workers.started, Ordering::Release);
         drop(workers);
-        if !surplus && !mutant("retire_no_recheck") {
-            // (Mutant: skips the re-check, so a task queued while this thread retires can be left with no thread.)
-            fence(Ordering::SeqCst);
-            if self.queue.len() > 0 {
-                let mut workers = self.workers.lock();
-                if workers.started < self.max_workers.load(Ordering::Relaxed) {
-                    workers.started += 1;
-                    self.started.store(workers.started, Ordering::Release);
-                    return false;
-                }
+        // (Mutant: skips the re-check, so a task queued while this thread retires can be left with no thread.)
+        if self.add_demand(1) > 0 && !surplus && !mutant("retire_no_recheck") {
+            // A job was accepted that no idle thread will take: stay for it, if there is still room.
+            let mut workers = self.workers.lock();
+            if workers.started < self.max_workers.load(Ordering::Relaxed) {
+                workers.started += 1;
+                self.started.store(workers.started, Ordering::Release);
+                drop(workers);
+                self.add_demand(-1);
+                return Retire::Stayed;
             }
         }
         let mut workers = self.workers.lock();
@@ -254,12 +316,12 @@ impl Shared {
         }
         drop(workers);
         self.worker_exit.notify_all();
-        true
+        Retire::Retired
     }
 
     /// Waits for every worker to exit (but the calling thread, if it is one of them) and reaps the threads.
     fn join_workers(&self) {
-        let on_worker = worker::is_worker_of(self);
+        let on_worker = crate::future::local::is_current(self);
         let me = thread::current_id();
         let mut workers = self.workers.lock();
         let others = if on_worker { 1 } else { 0 };
@@ -430,10 +492,10 @@ impl ThreadPoolBuilder {
                 min_workers: self.min_workers,
                 idle_timeout: self.idle_timeout,
                 completed: AtomicUsize::new(0),
-                tag: pool_tag(number),
                 thread_name_prefix,
                 initializer: self.initializer,
-                idle: AtomicUsize::new(0),
+                identity: identities::acquire(local::max_identity()),
+                demand: AtomicUsize::new(0),
                 started: AtomicUsize::new(0),
                 workers: Mutex::new(Workers::default()),
                 worker_exit: Condvar::new(),
@@ -497,11 +559,11 @@ impl ThreadPoolExecutor {
         if max_workers > old {
             let gate = self.shared.gate.read();
             if !gate.closed {
-                // Start threads for what is queued, up to the new bound.
+                // Start threads for what is queued and has no idle thread to take it, up to the new bound.
                 for _ in old..max_workers {
-                    let before = self.shared.started.load(Ordering::Acquire);
-                    self.shared.adjust_thread_count();
-                    if self.shared.started.load(Ordering::Acquire) == before {
+                    if self.shared.demand() <= 0
+                        || !matches!(self.shared.start_for_demand(), Ok(true))
+                    {
                         break;
                     }
                 }
@@ -545,7 +607,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task, self.shared.tag);
+        let (job, future) = Task::new_pair(task, self.shared.identity);
         self.shared.enqueue(job, true)?;
         Ok(future)
     }
@@ -572,7 +634,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task, self.shared.tag);
+        let (job, future) = Task::new_pair(task, self.shared.identity);
         self.shared.enqueue(job, false)?;
         Ok(future)
     }
@@ -692,7 +754,7 @@ impl ThreadPoolExecutor {
         self.shared.workers.lock().alive
     }
 
-    /// How many worker threads are idle: done with their last task and not yet holding another.
+    /// How many worker threads are idle: done with their last task and not yet holding another (a snapshot).
     ///
     /// ```
     /// let pool = concurrent_futures::ThreadPoolExecutor::new(4)?;
@@ -701,8 +763,10 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn idle_workers(&self) -> usize {
-        // ORDERING: Relaxed: a snapshot for observation only.
-        self.shared.idle.load(Ordering::Relaxed)
+        // Idle threads are the backlog minus the demand (see `Shared::add_demand`); the queue holds the backlog
+        // but for submits between counting their job and pushing it, so this can briefly read low.
+        let backlog = self.shared.queue.len() as isize;
+        usize::try_from(backlog.saturating_sub(self.shared.demand())).unwrap_or(0)
     }
 }
 

@@ -2,38 +2,81 @@
 
 use std::cell::Cell;
 
-use super::Shared;
-use crate::sync::{Arc, Ordering, Pop, thread_local};
+use super::{Retire, Shared};
+use crate::future::RunHooks;
+use crate::future::local::{self, LocalExecutor};
+use crate::sync::{Arc, Ordering, Pop, mutant, thread};
 use crate::unwind;
 
-thread_local! {
-    /// The pool (by the address of its shared state) whose worker this thread is; 0 for other threads.
-    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
-    static CURRENT_POOL: Cell<usize> = Cell::new(0);
-    /// The tag of that pool's tasks; 0 for other threads.
-    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
-    static CURRENT_TAG: Cell<usize> = Cell::new(0);
+/// This worker's side of the pool's demand count (see `Shared::add_demand`): whether it is counted idle.
+struct Idle<'a> {
+    shared: &'a Arc<Shared>,
+    idle: Cell<bool>,
 }
 
-/// The tag of the pool whose worker the calling thread is (0 if it is no pool's worker).
-pub(crate) fn current_worker_tag() -> usize {
-    CURRENT_TAG.with(Cell::get)
+impl Idle<'_> {
+    /// Counts this thread idle (if it is not already).
+    fn enter(&self) {
+        if !self.idle.replace(true) {
+            self.shared.add_demand(-1);
+        }
+    }
+
+    /// This thread took a job off the queue: one job and one idle thread fewer, so the demand does not change.
+    fn took_job(&self) {
+        debug_assert!(
+            self.idle.get(),
+            "a worker takes jobs only while counted idle"
+        );
+        self.idle.set(false);
+        if mutant("split_counts") {
+            // (Mutant: takes the job off the backlog and this thread off the idle count in two steps, as two
+            // separate counters would: a submit in between counts this thread idle and starts no thread for its
+            // job, though this thread is about to run another.)
+            self.shared.add_demand(-1);
+            self.shared.add_demand(1);
+        }
+    }
+
+    /// Leaves the idle count for good: this thread exits.
+    fn exit(&self) {
+        if self.idle.replace(false) {
+            self.shared.add_demand(1);
+        }
+    }
+
+    /// Leaves the idle state without a job; starts a thread if that leaves a job with none to take it.
+    fn leave(&self) {
+        if self.idle.replace(false) {
+            self.shared.leave_idle();
+        }
+    }
 }
 
-/// The identity of `shared`, as recorded in [`CURRENT_POOL`].
-pub(super) fn pool_id(shared: &Shared) -> usize {
-    shared as *const Shared as usize
-}
+impl RunHooks for Idle<'_> {
+    fn body_done(&self) {
+        // Idle before the outcome is published, so a caller that saw it and submits again finds this thread idle.
+        self.enter();
+    }
 
-/// Whether the calling thread is a worker of the pool `shared`.
-pub(super) fn is_worker_of(shared: &Shared) -> bool {
-    CURRENT_POOL.with(|current| current.get() == pool_id(shared))
+    fn callbacks_ahead(&self) {
+        // (Mutant: stays counted idle while done-callbacks run, so a callback that submits a task and blocks on
+        // it can wait forever for a thread that is never started.)
+        if !mutant("idle_callbacks") {
+            self.leave();
+        }
+    }
 }
 
 /// Runs the initializer, then jobs until the queue is closed and drained.
 pub(super) fn run(shared: Arc<Shared>) {
-    CURRENT_POOL.with(|current| current.set(pool_id(&shared)));
-    CURRENT_TAG.with(|current| current.set(shared.tag));
+    let executor: Arc<dyn LocalExecutor> = shared.clone();
+    let entered = local::enter(executor);
+    // Counted idle from birth by `Shared::start_worker`.
+    let idle = Idle {
+        shared: &shared,
+        idle: Cell::new(true),
+    };
     if let Some(initializer) = &shared.initializer {
         let failure = match unwind::run_task(initializer) {
             Ok(Ok(())) => None,
@@ -45,27 +88,12 @@ pub(super) fn run(shared: Arc<Shared>) {
             shared.break_pool(format!(
                 "a thread initializer failed, the thread pool is not usable anymore: {failure}"
             ));
-            // ORDERING: Relaxed: this thread was counted idle from birth (see `Shared::start_worker`).
-            shared.idle.fetch_sub(1, Ordering::Relaxed);
+            idle.exit();
             shared.worker_exited();
+            drop(entered);
             return;
         }
     }
-    // Whether this thread is counted in `shared.idle`. A worker counts itself idle from the moment its task's
-    // body returns (before the result is published, so a caller that saw the result and submits again finds it
-    // idle) until it holds its next job.
-    let idle = Cell::new(true); // counted idle from birth by `Shared::start_worker`
-    let set_idle = |now: bool| {
-        if idle.replace(now) != now {
-            // ORDERING: Relaxed: the idle count only steers how many threads to start; no data is published
-            // through it, and a stale read costs at most one extra (bounded) thread or a short queue wait.
-            if now {
-                shared.idle.fetch_add(1, Ordering::Relaxed);
-            } else {
-                shared.idle.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    };
     // Tasks run since this thread last added to `shared.completed` (flushed before it blocks, and every 64).
     let mut completed = 0;
     let flush = |completed: &mut usize| {
@@ -80,38 +108,49 @@ pub(super) fn run(shared: Arc<Shared>) {
         let job = match shared.queue.try_pop() {
             Some(job) => job,
             None => {
-                set_idle(true);
                 flush(&mut completed);
                 match shared.queue.pop_until(shared.idle_deadline()) {
                     Pop::Item(job) => job,
                     Pop::Closed => break,
                     wake @ (Pop::TimedOut | Pop::Nudged) => {
-                        set_idle(false);
-                        if shared.try_retire(matches!(wake, Pop::TimedOut)) {
-                            return;
+                        match shared.try_retire(matches!(wake, Pop::TimedOut)) {
+                            Retire::Retired => {
+                                idle.idle.set(false);
+                                drop(entered);
+                                return;
+                            }
+                            // A job is on its way (its submitter counted it and is about to push it), or
+                            // another thread takes it: let them run before looking again.
+                            Retire::Stayed => thread::yield_now(),
+                            Retire::NotNeeded => {}
                         }
                         continue;
                     }
                 }
             }
         };
-        set_idle(false);
-        if job.run(&|| set_idle(true)) {
+        idle.took_job();
+        // Everything a job does on this thread, down to dropping its result, runs inside the panic net: a panic
+        // that escapes the task's own net (a result's `Drop`, say) is logged, and this thread goes on.
+        if unwind::quietly("a task's cleanup", || job.run(&idle)).unwrap_or(true) {
             completed += 1;
             if completed == 64 {
                 flush(&mut completed);
             }
         }
+        idle.enter();
         if shared.over_max() {
             // `set_max_workers` lowered the maximum: the surplus threads leave as they finish a task.
-            set_idle(false);
             flush(&mut completed);
-            if shared.try_retire(false) {
+            if shared.try_retire(false) == Retire::Retired {
+                idle.idle.set(false);
+                drop(entered);
                 return;
             }
         }
     }
-    set_idle(false);
+    idle.exit();
     flush(&mut completed);
     shared.worker_exited();
+    drop(entered);
 }

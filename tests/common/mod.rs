@@ -198,3 +198,9 @@ pub mod generic {
         Ok(())
     }
 }
+
+/// How long a test waits for something that happens at once when the code is right, before it calls it stuck and
+/// fails instead of hanging. Generous, for a machine whose cores are saturated, and far more so under Miri, which
+/// interprets every step.
+pub const PATIENCE: std::time::Duration =
+    std::time::Duration::from_secs(if cfg!(miri) { 1200 } else { 20 });

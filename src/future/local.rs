@@ -1,0 +1,81 @@
+//! The executor a thread works for: a thread-local hook through which a wait on one of that executor's own tasks,
+//! not yet started, runs the task in the waiting thread instead of blocking on it.
+//!
+//! The future layer knows no pool: a pool's worker thread installs its pool here (as a [`LocalExecutor`]) for
+//! as long as it runs, and each task cell records the identity of the executor it belongs to
+//! ([`Cell::owner`](super::Cell::owner)). A wait asks the installed executor whether it owns the task.
+//!
+//! Identities come from `crate::sync::identities`: each is held by one live executor at a time, at most
+//! [`max_identity`] of them (16 bits, so that 64-bit task cells keep it in their state word). That is exact: a
+//! task that has not started keeps its executor alive (it sits in that executor's queue, or is held by a submit, a
+//! worker or a shutdown of it), so its identity cannot pass to another executor while anyone can claim the task.
+//! An executor created while all identities are held gets 0: its tasks are never run inline.
+
+use std::cell::RefCell;
+
+use super::core::OWNER_BITS;
+use crate::sync::{Arc, thread_local};
+
+/// The largest executor identity a task can record.
+pub(crate) fn max_identity() -> usize {
+    if OWNER_BITS == 0 {
+        usize::MAX
+    } else {
+        (1 << OWNER_BITS) - 1
+    }
+}
+
+/// An executor whose worker threads may run its not-yet-started tasks inline while they wait on them.
+pub(crate) trait LocalExecutor: Send + Sync {
+    /// Whether a task recorded with `owner` belongs to this executor, so that this thread may run it.
+    fn owns(&self, owner: usize) -> bool;
+}
+
+thread_local! {
+    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
+    static CURRENT: RefCell<Option<Arc<dyn LocalExecutor>>> = RefCell::new(None);
+}
+
+/// Installs `executor` as the calling thread's executor until the returned guard is dropped.
+pub(crate) fn enter(executor: Arc<dyn LocalExecutor>) -> Entered {
+    CURRENT.with(|current| *current.borrow_mut() = Some(executor));
+    Entered(())
+}
+
+/// Uninstalls the calling thread's executor when dropped.
+pub(crate) struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        // The executor's `Drop` (if this was the last reference) runs outside the borrow.
+        let executor = CURRENT.try_with(|current| current.borrow_mut().take());
+        drop(executor);
+    }
+}
+
+/// Whether the calling thread works for `executor` (by identity of the object, so even one with no task identity).
+pub(crate) fn is_current(executor: &dyn LocalExecutor) -> bool {
+    CURRENT
+        .try_with(|current| {
+            current
+                .borrow()
+                .as_ref()
+                .is_some_and(|e| std::ptr::addr_eq(Arc::as_ptr(e), executor))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the calling thread works for an executor.
+pub(crate) fn on_executor_thread() -> bool {
+    CURRENT
+        .try_with(|current| current.borrow().is_some())
+        .unwrap_or(false)
+}
+
+/// Whether the calling thread works for the executor that owns tasks recorded with `owner` (never for 0).
+pub(crate) fn owns(owner: usize) -> bool {
+    owner != 0
+        && CURRENT
+            .try_with(|current| current.borrow().as_ref().is_some_and(|e| e.owns(owner)))
+            .unwrap_or(false)
+}
