@@ -4,23 +4,29 @@
 //! Workers are the current executable re-run in worker mode, entered through
 //! [`process_main!`](crate::process_main) at the top of `main`. Tasks are functions the program registered
 //! there; arguments and results are serde values encoded with postcard, sent as length-prefixed frames over a
-//! private socket (stdin is `/dev/null`, stdout and stderr are the program's). The parent side is in `pool.rs`,
-//! the child's loop in `worker.rs`, the frames in `protocol.rs`.
+//! private socket (stdin is `/dev/null`, stdout and stderr are the program's). The parent side is in `pool.rs`
+//! (queue, workers, manager) and `reader.rs` (each worker's reader and watcher threads), futures' callbacks run
+//! on the threads of `callbacks.rs`, the child's loop is in `worker.rs`, the frames in `protocol.rs`, and what
+//! differs between operating systems in `sys/`.
 //!
 //! Process, socket and signal code is outside loom's scope: the loom build compiles this module but its models
 //! do not exercise it; the process-pool tests do.
 
+mod callbacks;
+mod pending;
 mod pool;
 mod protocol;
+mod reader;
 mod registry;
-mod spawn;
+mod sys;
 mod worker;
 
 use std::any::TypeId;
 use std::fmt;
 use std::time::Duration;
 
-use self::pool::{Chunked, Config, InitCheck, Initializer, Job, Pending, Shared, Typed};
+use self::pending::{Chunked, Pending, Typed};
+use self::pool::{Config, InitCheck, Initializer, Job, Shared};
 use self::protocol::{Call, DEFAULT_MAX_FRAME, FrameBuf};
 pub use self::registry::Registry;
 use self::registry::{check_zero_sized, installed, task_name};
@@ -39,16 +45,24 @@ fn default_max_workers() -> usize {
 ///
 /// - A worker that dies (`abort`, `kill -9`, `exit`) fails only the task it was running, with
 ///   [`Error::WorkerDied`] naming its pid and exit status or signal; a replacement starts and every other task
-///   completes (pebble's behaviour; CPython breaks the whole pool). The death is noticed at once, from the end
-///   of its protocol stream and `waitpid`, not by polling.
+///   completes (pebble's behaviour; CPython breaks the whole pool). The death is noticed at once, by waiting for
+///   the process itself, not by polling and not from its socket (which a forked copy of the worker may hold
+///   open). A task the worker never read runs on another worker instead.
 /// - A task that runs past its timeout ([`ProcessPoolBuilder::timeout`],
 ///   [`submit_with_timeout`](Self::submit_with_timeout)) gets [`Error::TaskTimeout`]; its worker is killed and
 ///   replaced, the rest go on.
 /// - A panicking task fails its own future with [`Error::Panicked`] (message and location); the worker lives.
 /// - Failing to encode an argument or decode a result is [`Error::Serialization`] on that future; a frame above
-///   the maximum size (1 GiB by default) is [`Error::Protocol`]. Payloads of 64 MiB and more work.
-/// - Shutdown and drop reap every worker (no zombies); on Linux a worker whose parent dies is killed at once
-///   (`PR_SET_PDEATHSIG`); elsewhere it exits when it next reads its protocol socket and finds it closed.
+///   the maximum size (1 GiB by default), a malformed one, or one left half-sent for the
+///   [stall timeout](ProcessPoolBuilder::stall_timeout) is [`Error::Protocol`] on the task the worker was
+///   running, and the worker is replaced. A well-formed reply to a task the worker is not running (something in
+///   the worker wrote on its socket) is logged and dropped: it fails no task. Payloads of 64 MiB and more work.
+/// - Done-callbacks run on threads of their own, never on the threads that deliver results: a callback may
+///   submit to the pool and wait for the result.
+/// - Shutdown and drop reap every worker (no zombies). A worker whose parent dies exits at once, even in the
+///   middle of a task: on Linux it is killed (`PR_SET_PDEATHSIG`); on every Unix (macOS has no parent-death
+///   signal) a thread in the worker watches a pipe that only the parent holds open, and exits the process when
+///   it closes.
 /// - A worker that never reaches the worker-mode line is killed after the startup timeout
 ///   ([`ProcessPoolBuilder::startup_timeout`], 60 s by default) and the pool reports why ([`Error::Broken`]).
 ///
@@ -124,6 +138,7 @@ pub struct ProcessPoolBuilder {
     max_tasks_per_child: Option<usize>,
     timeout: Option<Duration>,
     startup_timeout: Duration,
+    stall_timeout: Duration,
     tasks_ahead: usize,
     max_frame_size: usize,
     initializer: Option<Result<PendingInit, Error>>,
@@ -131,6 +146,9 @@ pub struct ProcessPoolBuilder {
 
 /// How long a new worker may take to reach the worker-mode line, by default.
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a worker may leave a frame half-sent, by default.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Appends an initializer's encoded argument to its call frame.
 type InitEncode = Box<dyn FnOnce(&mut FrameBuf) -> Result<(), postcard::Error> + Send>;
@@ -149,6 +167,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("timeout", &self.timeout)
             .field("startup_timeout", &self.startup_timeout)
+            .field("stall_timeout", &self.stall_timeout)
             .field("tasks_ahead", &self.tasks_ahead)
             .field("max_frame_size", &self.max_frame_size)
             .field(
@@ -216,6 +235,16 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How long a worker may stop in the middle of sending a frame (a result, or its hello) before the pool
+    /// gives up on it: a sound worker writes each frame at once, so one that stalls has a task writing on its
+    /// protocol socket or is stuck. The worker is killed and replaced, and its task fails with
+    /// [`Error::Protocol`]. Waiting *between* frames (while a task runs) is never limited by this. Default 10 s;
+    /// must not be zero.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
     /// Lets a busy worker hold up to `n` more tasks (small ones, up to 16 KiB encoded) behind the one it runs,
     /// so that it starts the next one without waiting for the pool to read its result: much faster for many
     /// tiny tasks. The price, as in CPython's process pool (which sends one task ahead): a task sent ahead is
@@ -254,6 +283,11 @@ impl ProcessPoolBuilder {
         if self.tasks_ahead > 8 {
             return Err(Error::InvalidArgument(
                 "tasks_ahead must be at most 8".into(),
+            ));
+        }
+        if self.stall_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "stall_timeout must not be zero".into(),
             ));
         }
         if !(4096..=u32::MAX as usize).contains(&self.max_frame_size) {
@@ -296,6 +330,7 @@ impl ProcessPoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             timeout: self.timeout,
             startup_timeout: self.startup_timeout,
+            stall_timeout: self.stall_timeout,
             ahead: self.tasks_ahead,
             max_frame: self.max_frame_size,
             initializer,
@@ -349,6 +384,7 @@ impl ProcessPoolExecutor {
             max_tasks_per_child: None,
             timeout: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             tasks_ahead: 0,
             max_frame_size: DEFAULT_MAX_FRAME,
             initializer: None,
@@ -596,7 +632,7 @@ impl ProcessPoolExecutor {
     /// reaped as they exit, and dropping the pool waits for that.
     pub fn terminate_workers(&self) {
         self.shared.close(true);
-        self.shared.signal_all(rustix::process::Signal::TERM);
+        self.shared.stop_all(true);
     }
 
     /// Like [`terminate_workers`](Self::terminate_workers), with `SIGKILL` (Python 3.14's `kill_workers`).
@@ -626,7 +662,7 @@ impl ProcessPoolExecutor {
     /// ```
     pub fn kill_workers(&self) {
         self.shared.close(true);
-        self.shared.signal_all(rustix::process::Signal::KILL);
+        self.shared.stop_all(false);
     }
 }
 

@@ -199,7 +199,7 @@ impl Registry {
     /// invalid registry (see [`register`](Self::register)) is returned as an error and not installed, and a
     /// second install is [`Error::InvalidState`].
     pub fn serve(self) -> Result<(), Error> {
-        let worker = worker::invitation();
+        let worker = super::sys::invitation();
         if let Some(invitation) = worker {
             let installed = self.install();
             worker::run(invitation, installed)
