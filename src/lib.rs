@@ -36,29 +36,37 @@
 //! design and its happens-before guarantees.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(feature = "process")]
+mod process;
+#[cfg(not(feature = "process"))]
+#[path = "process/disabled.rs"]
 mod process;
 mod sync;
 mod thread_pool;
 mod unwind;
 mod wait;
 
+#[cfg_attr(not(feature = "process"), allow(unused_imports))]
+// `process::*` is empty without the feature
 pub use crate::{
     error::Error,
-    executor::{Executor, MapOptions, Payload},
+    executor::{Executor, MapOptions},
     future::{Future, State},
     map::Map,
-    process::{ProcessPoolBuilder, ProcessPoolExecutor, Registry},
+    // With the `process` feature: Payload, ProcessPoolBuilder, ProcessPoolExecutor, Registry; without: nothing.
+    process::*,
     thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor},
     wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait},
 };
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (its process-pool ones need the `process` feature).
+#[cfg(all(doctest, feature = "process"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

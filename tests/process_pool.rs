@@ -807,6 +807,30 @@ fn unknown_and_unnameable_tasks_are_refused() {
         pool.map(not_registered, [1, 2]).map(|_| ()),
         Err(Error::UnknownTask(_))
     ));
+    // The same through the `Executor` trait, which has no serde bounds and finds codecs in the registry.
+    match Executor::submit(&pool, not_registered, 1) {
+        Err(error @ Error::UnknownTask(_)) => {
+            let message = error.to_string();
+            assert!(message.contains("not_registered"), "{message}");
+            assert!(message.contains("process_main!"), "{message}");
+        }
+        other => panic!("expected UnknownTask, got {other:?}"),
+    }
+    assert!(matches!(
+        Executor::map(&pool, not_registered, [1, 2]).map(|_| ()),
+        Err(Error::UnknownTask(_))
+    ));
+    assert!(matches!(
+        Executor::submit(&pool, pointer, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        Executor::submit(&pool, square, 3)
+            .unwrap()
+            .result_timeout(LONG)
+            .cloned(),
+        Ok(9)
+    );
     assert_eq!(result(&pool.submit(square, 2).unwrap()), Ok(4));
     assert!(pool.worker_pids().len() <= 1);
 }

@@ -2,6 +2,7 @@
 //! worker's reply, failed or cancelled. Completion hands back the future's done-callbacks instead of running them,
 //! so that the threads that deliver results never run user code (see `callbacks.rs`).
 
+use super::codec::DecodeAny;
 use super::protocol::Status;
 use crate::Error;
 use crate::future::Promise;
@@ -106,6 +107,44 @@ pub(crate) fn partial<R>((values, failure): (Vec<R>, Option<Status>)) -> Partial
     Partial {
         values,
         error: failure.map(status_error),
+    }
+}
+
+/// [`Pending`] for a future of `T` decoded through a registered function's codec (a single result, or a chunk's
+/// [`Partial`]): how code that knows `T` but not its serde impls (the `Executor` trait) gets results.
+pub(crate) struct Erased<T> {
+    pub(crate) promise: Promise<T>,
+    pub(crate) decode: DecodeAny,
+}
+
+impl<T: Send + Sync + 'static> Pending for Erased<T> {
+    fn start(&self) -> bool {
+        self.promise.start() == Ok(true)
+    }
+
+    fn finish(&self, name: &str, status: Status, payload: &[u8]) -> Option<Deferred> {
+        let outcome = outcome(status, payload, |p| {
+            let value = (self.decode)(name, p)?;
+            value.downcast::<T>().map(|value| *value).map_err(|_| {
+                Error::Serialization(format!(
+                    "the result of `{name}` is not a `{}`",
+                    std::any::type_name::<T>()
+                ))
+            })
+        });
+        complete(&self.promise, outcome)
+    }
+
+    fn fail(&self, error: Error) -> Option<Deferred> {
+        complete(&self.promise, Err(error))
+    }
+
+    fn cancel(&self) {
+        self.promise.cancel();
+    }
+
+    fn cancel_started(&self) {
+        let _ = self.promise.complete(Err(Error::Cancelled));
     }
 }
 
