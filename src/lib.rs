@@ -34,6 +34,7 @@
 //!
 //! See the [`Executor`] trait for code written once for thread and process pools, and `ARCHITECTURE.md` for the
 //! design and its happens-before guarantees.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
