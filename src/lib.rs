@@ -153,7 +153,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod executor;
@@ -169,8 +168,8 @@ mod thread_pool;
 mod unwind;
 mod wait;
 
+// `process::*` is empty without the feature.
 #[cfg_attr(not(feature = "process"), allow(unused_imports))]
-// `process::*` is empty without the feature
 pub use crate::{
     error::Error,
     executor::{Executor, MapOptions},
