@@ -146,8 +146,14 @@
 //! Rust 1.88 (edition 2024 and its let-chains), checked in CI with that toolchain. Raising it is a minor-version
 //! change.
 //!
-#![cfg_attr(not(feature = "process"), doc = "[`ProcessPoolExecutor`]: #feature-flags")]
-#![cfg_attr(not(feature = "process"), doc = "[`ProcessPoolBuilder`]: #feature-flags")]
+#![cfg_attr(
+    not(feature = "process"),
+    doc = "[`ProcessPoolExecutor`]: #feature-flags"
+)]
+#![cfg_attr(
+    not(feature = "process"),
+    doc = "[`ProcessPoolBuilder`]: #feature-flags"
+)]
 #![cfg_attr(not(feature = "process"), doc = "[`Registry`]: #feature-flags")]
 #![cfg_attr(not(feature = "process"), doc = "[`process_main!`]: #feature-flags")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
