@@ -124,7 +124,7 @@
 //!
 //! | feature | default | what it adds | dependencies it brings |
 //! |---|---|---|---|
-//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`] and [`process_main!`] | serde, postcard, rustix |
+//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`], `Payload` and [`process_main!`] | serde, postcard, rustix (Unix), windows-sys (Windows) |
 //!
 //! Without default features (`concurrent-futures = { version = "0.1", default-features = false }`) the crate is
 //! the thread pool, futures, `wait`, `as_completed` and `map`, and depends only on crossbeam-channel, parking_lot,
@@ -135,11 +135,12 @@
 //! | | Linux | macOS | Windows |
 //! |---|---|---|---|
 //! | thread pool, [`Future`], [`wait`], [`as_completed`], `map` | yes | yes | yes |
-//! | process pool (feature `process`) | yes | yes | no |
+//! | process pool (feature `process`) | yes | yes | yes |
 //!
-//! The project's CI runs the whole test suite on Linux (x86_64), runs the thread pool's tests and doctests on
-//! Windows (x86_64-pc-windows-gnu, under Wine), and type-checks everything, tests and examples included, for
-//! macOS on x86_64 and aarch64.
+//! The project's CI runs the whole test suite on Linux (x86_64), runs the thread pool's tests and doctests and the
+//! process pool's tests on Windows (x86_64-pc-windows-gnu, under Wine), and type-checks everything, tests and
+//! examples included, for macOS on x86_64 and aarch64. How the process pool differs on Windows is in
+//! [`ProcessPoolExecutor`]'s documentation.
 //!
 //! # Minimum supported Rust version
 //!
