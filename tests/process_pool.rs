@@ -1426,6 +1426,44 @@ fn no_children_left_at_the_end() {
     assert_no_children();
 }
 
+/// The fds this process had open before the first test (Linux).
+static FDS_AT_START: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// This process's open fds and what they are, from `/proc/self/fd` (empty elsewhere).
+fn open_fds() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<String> = dir
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        // The directory being listed.
+        .filter(|fd| !fd.ends_with("/fd"))
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// Every pool was dropped by now: none of their sockets, pipes or listeners may be left open.
+fn no_fds_left_at_the_end() {
+    let Some(start) = FDS_AT_START.get() else {
+        return;
+    };
+    let now = open_fds();
+    let leaked: Vec<&String> = now.iter().filter(|fd| !start.contains(fd)).collect();
+    assert!(
+        leaked.is_empty(),
+        "fds left open (at the start: {start:?}): {leaked:?}"
+    );
+}
+
 /// A done-callback runs on a pool thread; one that submits a task to the same pool and waits for it must not
 /// deadlock, even though its worker went back to the idle list first and is the one the new task goes to
 /// (issue 12.1).
@@ -1781,6 +1819,7 @@ const TESTS: &[(&str, fn())] = &[
         a_task_a_dead_worker_never_read_runs_elsewhere,
     ),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
+    ("no_fds_left_at_the_end", no_fds_left_at_the_end),
 ];
 
 /// How long one test may take before the run is declared hung.
@@ -1865,6 +1904,7 @@ fn main() {
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
+    let _ = FDS_AT_START.set(open_fds());
     println!("\nrunning {} tests", selected.len());
     let started = Instant::now();
     let mut failed = Vec::new();
