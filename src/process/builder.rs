@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::codec::{Codec, codec_of};
-use super::pool::{self, Config, InitCheck, Initializer, Shared};
+use super::pool::{Config, InitCheck, Initializer, Shared};
 use super::protocol::DEFAULT_MAX_FRAME;
 use super::registry::installed;
 use super::{Payload, ProcessPoolExecutor};
@@ -224,7 +224,7 @@ impl ProcessPoolBuilder {
             max_frame: self.max_frame_size,
             initializer,
             exe,
-            token: pool::random_token(),
+            token: super::manager::random_token(),
             identity: registry.identity.clone(),
         })?;
         Ok(ProcessPoolExecutor {

@@ -4,10 +4,12 @@
 //! Workers are the current executable re-run in worker mode, entered through
 //! [`process_main!`](crate::process_main) at the top of `main`. Tasks are functions the program registered
 //! there; arguments and results are serde values encoded with postcard, sent as length-prefixed frames over a
-//! private socket (stdin is `/dev/null`, stdout and stderr are the program's). The parent side is in `pool.rs`
-//! (queue, workers, manager) and `reader.rs` (each worker's reader and watcher threads), futures' callbacks run
-//! on the threads of `callbacks.rs`, the child's loop is in `worker.rs`, the frames in `protocol.rs`, and what
-//! differs between operating systems in `sys/`.
+//! private connection (stdin is `/dev/null`, stdout and stderr are the program's). The parent side is in
+//! `pool.rs` (queue, workers, placing tasks), `manager.rs` (starting workers, deadlines), `link.rs` (writing
+//! frames) and `reader.rs` (each worker's reader and watcher threads); futures' callbacks run on the threads of
+//! `callbacks.rs`; `registry.rs` and `codec.rs` hold the registered functions, `builder.rs` the options, the
+//! child's loop is in `worker.rs`, the frames in `protocol.rs`, and what differs between operating systems in
+//! `sys/`.
 //!
 //! Process, socket and signal code is outside loom's scope: the loom build compiles this module but its models
 //! do not exercise it; the process-pool tests do.
@@ -15,6 +17,8 @@
 mod builder;
 mod callbacks;
 mod codec;
+mod link;
+mod manager;
 mod pending;
 mod pool;
 mod protocol;

@@ -1,6 +1,6 @@
-//! The parent's side of a process pool: the task queue, the worker table, and the manager thread that starts
-//! workers and kills the ones whose task ran past its deadline. Each worker's reader and watcher threads are in
-//! `reader.rs`.
+//! The parent's side of a process pool: the task queue, the worker table, and how tasks are placed on workers.
+//! The manager thread (starting workers, enforcing deadlines) is in `manager.rs`, each worker's reader and watcher
+//! threads in `reader.rs`, and how frames are written in `link.rs`.
 //!
 //! # How a task travels
 //! `submit` encodes the argument into a ready-to-send frame and queues the job; an idle worker takes it at once
@@ -22,20 +22,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::callbacks::Callbacks;
+use super::link::Link;
 use super::pending::{Deferred, Pending};
 use super::protocol::Identity;
-use super::sys::{self, Conn, Process, spawn_worker};
+use super::sys::Process;
 use crate::Error;
 use crate::future::deadline_after;
-use crate::sync::{
-    Arc, AtomicUsize, Backoff, Condvar, Mutex, MutexGuard, Ordering, thread, thread_local,
-};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, thread, thread_local};
 
 /// A task waiting for a worker.
 pub(crate) struct Job {
@@ -65,64 +62,6 @@ pub(super) struct InFlight {
 /// Only frames up to this size are sent ahead of a running task: they fit in the socket's buffer, so writing one
 /// never waits for the worker (which may be busy writing a large result the pool has yet to read).
 const AHEAD_MAX: usize = 16 * 1024;
-
-/// A worker's connection and the frames waiting to be written to it, in order.
-pub(super) struct Link {
-    pub(super) conn: Conn,
-    pub(super) outbox: Mutex<Outbox>,
-    /// 1 while a thread is writing the outbox out: one writer at a time, so frames never interleave. The
-    /// watcher takes it for good once the worker is dead.
-    pub(super) writing: AtomicUsize,
-}
-
-pub(super) struct Outbox {
-    pub(super) frames: VecDeque<(u64, Vec<u8>)>,
-    /// Bytes queued so far, over the worker's life: the end offset of the last frame queued.
-    queued: u64,
-    /// Bytes the socket accepted so far.
-    pub(super) written: u64,
-}
-
-impl Link {
-    /// Queues a frame; returns its offsets in the stream.
-    fn push(&self, id: u64, frame: Vec<u8>) -> (u64, u64) {
-        let mut outbox = self.outbox.lock();
-        let start = outbox.queued;
-        outbox.queued += frame.len() as u64;
-        let end = outbox.queued;
-        outbox.frames.push_back((id, frame));
-        (start, end)
-    }
-
-    /// Waits for the writer of the moment (if any) to finish its turn and keeps every later one out, for good:
-    /// the outbox and the written count are final from now on. Writes fail at once by then (the worker is dead
-    /// and its calls closed), so the wait is short.
-    pub(super) fn stop_writers(&self) {
-        let mut backoff = Backoff::new();
-        // ORDERING: Acquire pairs with the Release store that ends the writer's turn, so its count is seen.
-        while self
-            .writing
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            backoff.snooze();
-        }
-    }
-}
-
-/// Writes `frame`; returns how many bytes the socket accepted, and whether all of them were.
-fn write_counted(mut stream: &sys::Stream, frame: &[u8]) -> (usize, io::Result<()>) {
-    let mut done = 0;
-    while done < frame.len() {
-        match stream.write(&frame[done..]) {
-            Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
-            Ok(n) => done += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return (done, Err(error)),
-        }
-    }
-    (done, Ok(()))
-}
 
 /// Decodes an initializer's result: `Err(reason)` if it failed.
 pub(crate) type InitCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
@@ -221,14 +160,14 @@ pub(super) struct State {
     pub(super) workers: HashMap<u64, Worker>,
     pub(super) idle: Vec<u64>,
     /// Workers the manager is asked to start.
-    pending_spawns: usize,
+    pub(super) pending_spawns: usize,
     /// Workers the manager is starting now.
-    spawning: usize,
+    pub(super) spawning: usize,
     pub(super) closed: bool,
     pub(super) broken: Option<Error>,
     /// (deadline, worker, task id) of running tasks with a timeout; stale entries are skipped.
-    deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
-    next_worker: u64,
+    pub(super) deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    pub(super) next_worker: u64,
     /// The manager, reader and watcher threads that have not finished their work.
     pub(super) threads_running: usize,
 }
@@ -475,25 +414,7 @@ impl Shared {
             {
                 return;
             }
-            let mut failed = None;
-            let mut accepted = 0;
-            loop {
-                let next = {
-                    let mut outbox = link.outbox.lock();
-                    outbox.written += std::mem::take(&mut accepted);
-                    outbox.frames.pop_front()
-                };
-                let Some((id, frame)) = next else {
-                    break;
-                };
-                if failed.is_none() {
-                    let (done, result) = write_counted(link.conn.stream(), &frame);
-                    accepted = done as u64;
-                    if result.is_err() {
-                        failed = Some((id, frame));
-                    }
-                }
-            }
+            let failed = link.write_out();
             // ORDERING: Release ends this turn; pairs with the Acquire of the next writer's exchange.
             link.writing.store(0, Ordering::Release);
             if let Some((id, frame)) = failed {
@@ -643,160 +564,4 @@ impl Shared {
     pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
-
-    /// The manager thread: starts workers on request and kills those whose task passed its deadline; exits once
-    /// the pool is closed and every worker is gone.
-    fn manage(self: Arc<Self>) {
-        self.enter_thread();
-        let mut state = self.state.lock();
-        loop {
-            if state.pending_spawns > 0 {
-                state.pending_spawns -= 1;
-                state.spawning += 1;
-                drop(state);
-                let spawned =
-                    spawn_worker(&self.config.exe, &self.config.token, self.config.max_frame);
-                state = self.state.lock();
-                state.spawning -= 1;
-                match spawned {
-                    Ok(spawned) => {
-                        state =
-                            self.add_worker(state, spawned.child, spawned.process, spawned.conn);
-                    }
-                    Err(error) => {
-                        state = self.spawn_failed(
-                            state,
-                            format!("could not start a worker process: {error}"),
-                        );
-                    }
-                }
-                continue;
-            }
-            let now = Instant::now();
-            while let Some(&Reverse((deadline, key, id))) = state.deadlines.peek() {
-                if deadline > now {
-                    break;
-                }
-                state.deadlines.pop();
-                let Some(worker) = state.workers.get_mut(&key) else {
-                    continue;
-                };
-                if worker.reaping || worker.exited.is_some() || worker.stopping.is_some() {
-                    continue;
-                }
-                if id == HELLO {
-                    if worker.phase == Phase::Hello {
-                        worker.stopping = Some(Stop::Silent(self.config.startup_timeout));
-                        worker.kill(false);
-                    }
-                } else if let Some(task) = worker.in_flight.front()
-                    && task.id == id
-                {
-                    worker.stopping = Some(Stop::Timeout(task.timeout.unwrap_or_default()));
-                    worker.kill(false);
-                }
-            }
-            if state.closed
-                && state.queue.is_empty()
-                && state.workers.is_empty()
-                && state.pending_spawns == 0
-                && state.spawning == 0
-            {
-                state.threads_running -= 1;
-                self.changed.notify_all();
-                return;
-            }
-            match state.deadlines.peek() {
-                Some(&Reverse((deadline, _, _))) => {
-                    self.wake.wait_until(&mut state, deadline);
-                }
-                None => self.wake.wait(&mut state),
-            }
-        }
-    }
-
-    /// Records a started worker and starts its reader thread (which starts its watcher).
-    fn add_worker<'a>(
-        self: &'a Arc<Self>,
-        mut state: MutexGuard<'a, State>,
-        child: Child,
-        process: Process,
-        conn: Conn,
-    ) -> MutexGuard<'a, State> {
-        let key = state.next_worker;
-        state.next_worker += 1;
-        let link = Arc::new(Link {
-            conn,
-            outbox: Mutex::new(Outbox {
-                frames: VecDeque::new(),
-                queued: 0,
-                written: 0,
-            }),
-            writing: AtomicUsize::new(0),
-        });
-        state.workers.insert(
-            key,
-            Worker {
-                process: process.clone(),
-                link: link.clone(),
-                phase: Phase::Hello,
-                in_flight: VecDeque::new(),
-                tasks_done: 0,
-                stopping: None,
-                exited: None,
-                reaping: false,
-            },
-        );
-        let startup = deadline_after(self.config.startup_timeout);
-        self.add_deadline(&mut state, startup, key, HELLO);
-        state.threads_running += 1;
-        let shared = self.clone();
-        let pid = process.id();
-        let for_reader = process.clone();
-        let started = thread::spawn_named(format!("process-pool-reader-{pid}"), move || {
-            shared.read(key, child, for_reader, link)
-        });
-        if let Err(error) = started {
-            // Nobody can talk to this worker: end it and reap it here.
-            state.threads_running -= 1;
-            state.workers.remove(&key);
-            process.discard();
-            state = self.spawn_failed(state, format!("could not start a reader thread: {error}"));
-        }
-        state
-    }
-
-    /// A worker could not be started: with no worker left to run the queue, the pool is broken.
-    pub(super) fn spawn_failed<'a>(
-        self: &'a Arc<Self>,
-        mut state: MutexGuard<'a, State>,
-        reason: String,
-    ) -> MutexGuard<'a, State> {
-        log::error!(target: "concurrent_futures", "{reason}");
-        if state.workers.is_empty() && state.spawning == 0 {
-            let (jobs, error) = self.break_pool(&mut state, Error::Broken { reason });
-            drop(state);
-            for job in jobs {
-                self.fail(job.pending, error.clone());
-            }
-            state = self.state.lock();
-        }
-        state
-    }
-}
-
-/// A random token for one pool: `RandomState`'s per-process random keys, the time and the pid.
-pub(crate) fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut words = [0u64; 2];
-    for (i, word) in words.iter_mut().enumerate() {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_usize(i);
-        hasher.write_u32(std::process::id());
-        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            hasher.write_u128(now.as_nanos());
-        }
-        *word = hasher.finish();
-    }
-    format!("{:016x}{:016x}", words[0], words[1])
 }

@@ -14,8 +14,9 @@ use std::io::Read;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use super::link::Link;
 use super::pending::Pending;
-use super::pool::{Exit, Job, Link, Phase, Shared, State, Stop};
+use super::pool::{Exit, Job, Phase, Shared, State, Stop};
 use super::protocol::{FrameReader, Hello, MAGIC, ReadError, Reply, Status, VERSION};
 use super::sys::{Process, describe};
 use crate::Error;
@@ -223,8 +224,9 @@ impl Shared {
             pid,
             reason: reason.to_owned(),
         };
+        // (Always known here; if it were not, every call written would count as read: no task runs twice.)
         let exit = worker.exited.take().unwrap_or(Exit {
-            written: 0,
+            written: u64::MAX,
             unread: None,
         });
         // Frames queued for it and never written, and the bytes of calls written and never read: what it read
