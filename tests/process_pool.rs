@@ -2,15 +2,17 @@
 //! pool re-runs this very executable as its workers), then runs the test cases one by one and prints a
 //! libtest-like summary. `cargo test --test process_pool [FILTER]` runs it.
 //!
-//! Nothing here synchronises with sleeps: tasks report to the test through Unix sockets, and block on them.
-//! Only the timeout tests have tasks that sleep, as the work being timed out.
+//! Nothing here synchronises with sleeps: tasks report to the test through loopback TCP connections, and block
+//! on them. Only the timeout tests have tasks that sleep, as the work being timed out. Every test that could hang
+//! if the pool broke its promises waits with a bound, so a hang fails the test instead of stalling the run.
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::{TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -60,8 +62,8 @@ fn sleep_ms(ms: u64) -> u64 {
 
 /// Connects to the test's socket at `path`, sends this worker's pid, then blocks until the test closes the
 /// connection (or kills this worker). Returns the pid.
-fn report_and_block(path: String) -> u32 {
-    let mut stream = UnixStream::connect(&path).expect("the test listens");
+fn report_and_block(address: String) -> u32 {
+    let mut stream = TcpStream::connect(&address).expect("the test listens");
     stream
         .write_all(&std::process::id().to_le_bytes())
         .expect("the test reads");
@@ -161,35 +163,164 @@ fn panicking_encode(_: ()) -> PanicsWhenEncoded {
     PanicsWhenEncoded
 }
 
-/// Writes a bad frame on this worker's own protocol socket (found through the pool's environment variable), as
-/// a corrupted or foreign worker would: 0, an undecodable body; 1, an oversized length; 2, a reply to a task it
-/// was never given.
+/// Writes a bad frame on this worker's own protocol socket, as a corrupted or foreign worker would: 0, an
+/// undecodable body; 1, an oversized length; 2, a well-formed reply to a task it was never given. The real reply
+/// follows the bad frame.
 fn corrupt_protocol(kind: u8) {
-    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
-    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
     let frame: Vec<u8> = match kind {
         0 => vec![3, 0, 0, 0, 0xff, 0xff, 0xff],
         1 => vec![0xf0, 0xff, 0xff, 0xff],
         _ => vec![3, 0, 0, 0, 1, 99, 0],
     };
-    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
-    // it is only borrowed for this write.
-    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    rustix::io::write(socket, &frame).expect("write to the protocol socket");
-    // The real reply follows the bad frame; the pool never reads that far.
+    protocol_socket::write(&frame);
 }
 
 /// Shuts the read side of this worker's protocol socket: the task's reply still goes out, but the next frame the
 /// pool sends fails at once (EPIPE on Linux), and the worker exits at its next read.
+#[cfg(unix)]
 fn shut_my_reads(_: ()) -> u32 {
     use std::os::fd::FromRawFd;
-    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
-    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+    let fd = protocol_socket::fd();
     // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
     // `ManuallyDrop` keeps this borrowed view from closing it.
     let socket = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
     socket.shutdown(std::net::Shutdown::Read).unwrap();
     std::process::id()
+}
+
+/// This worker's own protocol socket, reached as a broken or foreign piece of code in the worker would.
+#[cfg(unix)]
+mod protocol_socket {
+    use std::os::unix::net::UnixStream;
+
+    /// Its fd, from the pool's invitation (`{parent}:{fd}:...`).
+    pub fn fd() -> i32 {
+        let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+        invitation.split(':').nth(1).unwrap().parse().unwrap()
+    }
+
+    pub fn write(bytes: &[u8]) {
+        // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's
+        // lifetime; it is only borrowed for this write.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd()) };
+        rustix::io::write(socket, bytes).expect("write to the protocol socket");
+    }
+
+    /// Closes the worker's fd under its feet, as a buggy task might (the worker is killed before it uses it again).
+    pub fn close() {
+        // SAFETY: see above; the fd is not used by this process again.
+        unsafe { rustix::io::close(fd()) };
+    }
+
+    pub fn shutdown_both() {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the fd is this worker's open protocol socket; `ManuallyDrop` keeps this view from closing it.
+        let socket = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd()) });
+        socket.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    }
+}
+
+/// This worker's own protocol socket, reached as a broken or foreign piece of code in the worker would: found
+/// among the process's handles as the socket connected to the pool's port (`{parent}:{port}:...`).
+#[cfg(windows)]
+mod protocol_socket {
+    use windows_sys::Win32::Networking::WinSock::{
+        SD_BOTH, SOCKADDR, SOCKADDR_IN, SOCKET, closesocket, getpeername, ntohs, send, shutdown,
+    };
+
+    fn socket() -> SOCKET {
+        let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+        let port: u16 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+        for handle in (4..1 << 16).step_by(4) {
+            // SAFETY: `getpeername` fails cleanly on a value that is not a socket; the address buffer and its
+            // length are valid.
+            let peer = unsafe {
+                let mut address: SOCKADDR_IN = std::mem::zeroed();
+                let mut len = std::mem::size_of::<SOCKADDR_IN>() as i32;
+                let found = getpeername(handle, (&raw mut address).cast::<SOCKADDR>(), &mut len);
+                (found == 0).then(|| ntohs(address.sin_port))
+            };
+            if peer == Some(port) {
+                return handle;
+            }
+        }
+        panic!("no socket of this worker is connected to the pool's port {port}");
+    }
+
+    pub fn write(bytes: &[u8]) {
+        // SAFETY: a connected socket of this process and a valid buffer.
+        let sent = unsafe { send(socket(), bytes.as_ptr(), bytes.len() as i32, 0) };
+        assert_eq!(sent, bytes.len() as i32, "write to the protocol socket");
+    }
+
+    pub fn close() {
+        // SAFETY: closes the worker's socket under its feet, as a buggy task might.
+        unsafe { closesocket(socket()) };
+    }
+
+    pub fn shutdown_both() {
+        // SAFETY: a connected socket of this process.
+        unsafe { shutdown(socket(), SD_BOTH) };
+    }
+}
+
+/// Writes a frame header announcing 24 bytes followed by only 2, then returns: the worker's real reply follows,
+/// and the pool is left waiting for the rest of a frame that never comes (issue 12.2).
+fn truncated_frame(_: ()) {
+    protocol_socket::write(&[24, 0, 0, 0, 1, 2]);
+}
+
+/// Leaves a thread behind in the worker that, when the test says so, writes a well-formed reply to a task this
+/// worker never ran (task 1,000,000) on the protocol socket, then tells the test it did (issue 12.3).
+fn stray_reply_later(address: String) -> u32 {
+    let mut stream = TcpStream::connect(&address).expect("the test listens");
+    stream
+        .write_all(&std::process::id().to_le_bytes())
+        .expect("the test reads");
+    std::thread::spawn(move || {
+        let mut go = [0u8; 1];
+        if stream.read_exact(&mut go).is_ok() {
+            // Done { id: 1_000_000 (varint c0 84 3d), status: Ok }
+            protocol_socket::write(&[5, 0, 0, 0, 1, 0xc0, 0x84, 0x3d, 0]);
+            let _ = stream.write_all(&[1]);
+        }
+    });
+    std::process::id()
+}
+
+/// Closes this worker's protocol socket (`how` 0: close it; 1: shut it down both ways), then sleeps `ms`: the
+/// work a per-task timeout must still stop (issue 12.4).
+fn lose_socket_then_sleep((how, ms): (u8, u64)) -> u64 {
+    if how == 0 {
+        protocol_socket::close();
+    } else {
+        protocol_socket::shutdown_both();
+    }
+    sleep_ms(ms)
+}
+
+/// Reports to the test, forks without exec, and aborts; the forked copy (holding the worker's protocol socket)
+/// lives on until the test closes the connection (issue 12.5).
+#[cfg(unix)]
+fn fork_then_abort(address: String) {
+    use std::os::fd::AsRawFd;
+    let mut stream = TcpStream::connect(&address).expect("the test listens");
+    stream
+        .write_all(&std::process::id().to_le_bytes())
+        .expect("the test reads");
+    let fd = stream.as_raw_fd();
+    // SAFETY: the child only calls async-signal-safe functions (read, _exit) before it exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            let mut byte = 0u8;
+            // SAFETY: `fd` is open in the child (inherited); reads into a live local byte.
+            while unsafe { libc::read(fd, (&raw mut byte).cast(), 1) } > 0 {}
+            // SAFETY: ends the forked copy without running any destructor or atexit handler.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => panic!("fork failed"),
+        _ => std::process::abort(),
+    }
 }
 
 /// Runs a pool of its own inside a worker: its workers are this worker's children.
@@ -212,6 +343,7 @@ fn only_in_parent(x: u32) -> u32 {
 // Helpers
 
 /// Children of this process, as (pid, state) from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
 fn children() -> Vec<(u32, char)> {
     let me = std::process::id();
     let mut found = Vec::new();
@@ -240,6 +372,57 @@ fn children() -> Vec<(u32, char)> {
     found
 }
 
+/// Children of this process (zombies included), state unknown (`?`).
+#[cfg(target_os = "macos")]
+fn children() -> Vec<(u32, char)> {
+    let mut pids = vec![0 as libc::pid_t; 4096];
+    let size = (pids.len() * std::mem::size_of::<libc::pid_t>()) as libc::c_int;
+    // SAFETY: the buffer holds `size` bytes of pid_t and lives across the call.
+    let n = unsafe {
+        libc::proc_listchildpids(
+            std::process::id() as libc::pid_t,
+            pids.as_mut_ptr().cast(),
+            size,
+        )
+    };
+    assert!(n >= 0, "proc_listchildpids failed");
+    pids.truncate(n as usize);
+    pids.into_iter().map(|pid| (pid as u32, '?')).collect()
+}
+
+/// Children of this process (`R`: a process whose parent is this one).
+#[cfg(windows)]
+fn children() -> Vec<(u32, char)> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    let me = std::process::id();
+    let mut found = Vec::new();
+    // SAFETY: a snapshot handle, closed below; the entry is initialised with its size as the API requires.
+    unsafe {
+        let snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+        assert!(
+            snapshot != INVALID_HANDLE_VALUE,
+            "CreateToolhelp32Snapshot failed"
+        );
+        let mut entry = PROCESSENTRY32W {
+            dwSize: std::mem::size_of::<PROCESSENTRY32W>() as u32,
+            ..Default::default()
+        };
+        let mut more = Process32FirstW(snapshot, &mut entry) != 0;
+        while more {
+            if entry.th32ParentProcessID == me && entry.th32ProcessID != me {
+                found.push((entry.th32ProcessID, 'R'));
+            }
+            more = Process32NextW(snapshot, &mut entry) != 0;
+        }
+        CloseHandle(snapshot);
+    }
+    found
+}
+
 fn assert_no_children() {
     let left = children();
     assert!(
@@ -248,31 +431,27 @@ fn assert_no_children() {
     );
 }
 
-/// A listening socket a task can report to.
+/// A listening socket a task can report to (loopback TCP, so it works on every platform).
 struct Rendezvous {
-    listener: UnixListener,
-    path: PathBuf,
+    listener: TcpListener,
 }
 
 impl Rendezvous {
     fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "cf-process-test-{}-{}.sock",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).expect("bind a test socket");
-        Rendezvous { listener, path }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test socket");
+        Rendezvous { listener }
     }
 
+    /// The address a task connects to.
     fn path(&self) -> String {
-        self.path.to_string_lossy().into_owned()
+        self.listener
+            .local_addr()
+            .expect("a bound socket")
+            .to_string()
     }
 
     /// Waits for a task to connect; returns the connection and the pid it reported.
-    fn accept(&self) -> (UnixStream, u32) {
+    fn accept(&self) -> (TcpStream, u32) {
         let (mut stream, _) = self.listener.accept().expect("a task connects");
         let mut pid = [0u8; 4];
         stream.read_exact(&mut pid).expect("the task sends its pid");
@@ -280,15 +459,45 @@ impl Rendezvous {
     }
 }
 
-impl Drop for Rendezvous {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
+/// Kills a worker from outside the pool, as `kill -9` does (`TerminateProcess` with exit status 9 on Windows).
+#[cfg(unix)]
 fn kill9(pid: u32) {
     let pid = rustix::process::Pid::from_raw(pid as i32).expect("a valid pid");
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill the worker");
+}
+
+#[cfg(windows)]
+fn kill9(pid: u32) {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
+    // SAFETY: the handle is checked, used once and closed.
+    unsafe {
+        let process = OpenProcess(PROCESS_TERMINATE, 0, pid);
+        assert!(!process.is_null(), "open worker process {pid}");
+        assert!(
+            TerminateProcess(process, 9) != 0,
+            "kill worker process {pid}"
+        );
+        CloseHandle(process);
+    }
+}
+
+/// How a worker's end reads in [`Error::WorkerDied`], on each platform: it aborted; the pool killed it
+/// (`kill_workers`, a timeout); the pool terminated it (`terminate_workers`); [`kill9`] killed it.
+#[cfg(unix)]
+mod died {
+    pub const ABORTED: &str = "SIGABRT";
+    pub const KILLED: &str = "SIGKILL";
+    pub const TERMINATED: &str = "SIGTERM";
+    pub const KILLED_FROM_OUTSIDE: &str = "SIGKILL";
+}
+
+#[cfg(windows)]
+mod died {
+    pub const ABORTED: &str = "0xC0000409";
+    pub const KILLED: &str = "killed by the pool";
+    pub const TERMINATED: &str = "terminated by the pool";
+    pub const KILLED_FROM_OUTSIDE: &str = "exit status 9";
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -296,6 +505,27 @@ const LONG: Duration = Duration::from_secs(60);
 fn result<T: Send + Sync + Clone + 'static>(future: &Future<T>) -> Result<T, Error> {
     future.result_timeout(LONG).cloned()
 }
+
+/// Runs `f` on a thread of its own and returns what it returns; fails the test if it takes longer than `limit`
+/// (the thread is left behind), so a hang is a failure instead of a stalled run.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// The bound on what the fixed pool does at once (a hang past it is a failure).
+const BOUND: Duration = Duration::from_secs(20);
 
 fn pool(workers: usize) -> ProcessPoolExecutor {
     ProcessPoolExecutor::new(workers).expect("a pool")
@@ -450,7 +680,9 @@ fn abort_fails_only_its_task() {
     crash_among_others(
         |pool| pool.submit(abort_task, ()).unwrap(),
         |error| match error {
-            Error::WorkerDied { reason, .. } => assert!(reason.contains("SIGABRT"), "{reason}"),
+            Error::WorkerDied { reason, .. } => {
+                assert!(reason.contains(died::ABORTED), "{reason}")
+            }
             other => panic!("expected WorkerDied, got {other:?}"),
         },
     );
@@ -477,7 +709,7 @@ fn sigkill_from_outside_fails_only_its_task() {
     match victim.result_timeout(LONG) {
         Err(Error::WorkerDied { pid, reason }) => {
             assert_eq!(pid, victim_pid);
-            assert!(reason.contains("SIGKILL"), "{reason}");
+            assert!(reason.contains(died::KILLED_FROM_OUTSIDE), "{reason}");
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
@@ -615,7 +847,9 @@ fn kill_workers_fails_running_and_cancels_queued() {
     let queued = pool.submit(square, 2).unwrap();
     pool.kill_workers();
     match running.result_timeout(LONG) {
-        Err(Error::WorkerDied { reason, .. }) => assert!(reason.contains("SIGKILL"), "{reason}"),
+        Err(Error::WorkerDied { reason, .. }) => {
+            assert!(reason.contains(died::KILLED), "{reason}")
+        }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     assert!(queued.cancelled());
@@ -631,7 +865,9 @@ fn terminate_workers_sends_sigterm() {
     let (_connection, _) = rendezvous.accept();
     pool.terminate_workers();
     match running.result_timeout(LONG) {
-        Err(Error::WorkerDied { reason, .. }) => assert!(reason.contains("SIGTERM"), "{reason}"),
+        Err(Error::WorkerDied { reason, .. }) => {
+            assert!(reason.contains(died::TERMINATED), "{reason}")
+        }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     drop(pool);
@@ -715,6 +951,30 @@ fn unknown_and_unnameable_tasks_are_refused() {
         pool.map(not_registered, [1, 2]).map(|_| ()),
         Err(Error::UnknownTask(_))
     ));
+    // The same through the `Executor` trait, which has no serde bounds and finds codecs in the registry.
+    match Executor::submit(&pool, not_registered, 1) {
+        Err(error @ Error::UnknownTask(_)) => {
+            let message = error.to_string();
+            assert!(message.contains("not_registered"), "{message}");
+            assert!(message.contains("process_main!"), "{message}");
+        }
+        other => panic!("expected UnknownTask, got {other:?}"),
+    }
+    assert!(matches!(
+        Executor::map(&pool, not_registered, [1, 2]).map(|_| ()),
+        Err(Error::UnknownTask(_))
+    ));
+    assert!(matches!(
+        Executor::submit(&pool, pointer, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        Executor::submit(&pool, square, 3)
+            .unwrap()
+            .result_timeout(LONG)
+            .cloned(),
+        Ok(9)
+    );
     assert_eq!(result(&pool.submit(square, 2).unwrap()), Ok(4));
     assert!(pool.worker_pids().len() <= 1);
 }
@@ -803,7 +1063,7 @@ fn oversized_frames_are_protocol_errors() {
 
 fn malformed_frames_from_a_worker_are_protocol_errors() {
     let pool = pool(1);
-    let expected = ["malformed frame", "maximum frame size", "not running"];
+    let expected = ["malformed frame", "maximum frame size"];
     for (kind, what) in (0u8..).zip(expected) {
         match pool
             .submit(corrupt_protocol, kind)
@@ -815,6 +1075,10 @@ fn malformed_frames_from_a_worker_are_protocol_errors() {
         }
         assert_eq!(result(&pool.submit(square, 6).unwrap()), Ok(36));
     }
+    // A well-formed reply to a task the worker is not running is dropped: the task's own reply follows, in step.
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    assert_eq!(result(&pool.submit(corrupt_protocol, 2).unwrap()), Ok(()));
+    assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
     drop(pool);
     assert_no_children();
 }
@@ -832,9 +1096,6 @@ fn a_task_a_worker_cannot_take_runs_elsewhere() {
     drop(pool);
     assert_no_children();
 }
-
-#[cfg(not(target_os = "linux"))]
-fn a_task_a_worker_cannot_take_runs_elsewhere() {}
 
 /// With tasks sent ahead, results still come in order, a crash or a timeout fails only the task that was
 /// running (the ones sent ahead run on the replacement), and `kill_workers` cancels what had not started.
@@ -965,9 +1226,9 @@ fn scenario_mismatch() {
     }
 }
 
-/// The parent is SIGKILLed while its worker runs a task: the worker must not outlive it (on Linux the pool sets
-/// `PR_SET_PDEATHSIG`). The worker holds a connection to this test; its end of stream is the worker's death.
-#[cfg(target_os = "linux")]
+/// The parent is killed (`SIGKILL`, `TerminateProcess`) while its worker runs a task: the worker must not outlive
+/// it (Linux: `PR_SET_PDEATHSIG`; every Unix: the worker's lifeline; Windows: the pool's job object). The worker
+/// holds a connection to this test; its end of stream is the worker's death.
 fn workers_die_with_their_parent() {
     let rendezvous = Rendezvous::new();
     let mut parent = Command::new(std::env::current_exe().unwrap())
@@ -989,9 +1250,6 @@ fn workers_die_with_their_parent() {
         Err(error) => panic!("worker {worker} outlived its parent ({error})"),
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn workers_die_with_their_parent() {}
 
 fn scenario_orphan(path: String) {
     let pool = pool(1);
@@ -1015,39 +1273,68 @@ fn stray_invitation_does_not_enter_worker_mode() {
     assert!(stdout.contains("print scenario: [0, 1, 2]"), "{stdout}");
 }
 
-/// Speaks the wire protocol by hand to a worker started like the pool starts one: it says hello first, and
-/// answers a call of an unknown name with `UnknownTask` (the pool itself refuses such a submit earlier).
-fn worker_answers_unknown_names_with_unknown_task() {
+/// A worker started by hand, as the pool starts one (but without Linux's parent-death signal): our end of its
+/// protocol socket, and the write end of its lifeline pipe.
+#[cfg(unix)]
+fn worker_by_hand() -> (std::process::Child, UnixStream, std::io::PipeWriter) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
-    let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let fd = theirs.as_raw_fd();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (lifeline, lifeline_writer) = std::io::pipe().unwrap();
+    let (fd, lifeline_fd) = (theirs.as_raw_fd(), lifeline.as_raw_fd());
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.env(
         "CONCURRENT_FUTURES_WORKER",
-        format!("{}:{fd}:1048576:test-token", std::process::id()),
+        format!(
+            "{}:{fd}:1048576:test-token:{lifeline_fd}",
+            std::process::id()
+        ),
     );
     // SAFETY: runs in the forked child before exec and only calls fcntl (async-signal-safe, no allocation) on
-    // an fd that is open there, because `theirs` is alive in the parent until `spawn` returns.
+    // fds that are open there, because `theirs` and `lifeline` are alive in the parent until `spawn` returns.
     unsafe {
         command.pre_exec(move || {
-            let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
-            rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::empty())?;
+            for fd in [fd, lifeline_fd] {
+                let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::empty())?;
+            }
             Ok(())
         });
     }
-    let mut child = command.spawn().expect("start a worker by hand");
-    drop(theirs);
+    let child = command.spawn().expect("start a worker by hand");
+    (child, ours, lifeline_writer)
+}
 
-    let read_frame = |stream: &mut UnixStream| -> Vec<u8> {
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).expect("a frame");
-        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-        stream.read_exact(&mut body).expect("a frame body");
-        body
-    };
-    let hello = read_frame(&mut ours);
+/// A worker started by hand, as the pool starts one (but outside any job object): our end of its connection.
+#[cfg(windows)]
+fn worker_by_hand() -> (std::process::Child, TcpStream, ()) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(
+            "CONCURRENT_FUTURES_WORKER",
+            format!("{}:{port}:1048576:test-token", std::process::id()),
+        )
+        .spawn()
+        .expect("start a worker by hand");
+    let (ours, _) = listener.accept().expect("the worker connects");
+    (child, ours, ())
+}
+
+fn read_raw_frame(stream: &mut impl Read) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("a frame");
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    stream.read_exact(&mut body).expect("a frame body");
+    body
+}
+
+/// Speaks the wire protocol by hand to a worker started like the pool starts one: it says hello first, and
+/// answers a call of an unknown name with `UnknownTask` (the pool itself refuses such a submit earlier).
+fn worker_answers_unknown_names_with_unknown_task() {
+    let (mut child, mut ours, _lifeline) = worker_by_hand();
+    let hello = read_raw_frame(&mut ours);
     assert_eq!(hello[0], 0, "the first frame is a hello");
     assert_eq!(&hello[1..9], b"cfpool\0\x01", "with the protocol's magic");
 
@@ -1057,14 +1344,32 @@ fn worker_answers_unknown_names_with_unknown_task() {
     frame.extend_from_slice(&call);
     ours.write_all(&frame).unwrap();
     // Done { id: 5, status: UnknownTask("nope") }
-    assert_eq!(read_frame(&mut ours), [1, 5, 2, 4, b'n', b'o', b'p', b'e']);
+    assert_eq!(
+        read_raw_frame(&mut ours),
+        [1, 5, 2, 4, b'n', b'o', b'p', b'e']
+    );
 
     drop(ours);
-    let status = child.wait().unwrap();
+    let status = within(BOUND, "the worker's exit", move || child.wait().unwrap());
     assert!(
         status.success(),
         "the worker exits cleanly at end of stream: {status}"
     );
+}
+
+/// A worker whose pool's process is gone exits even while its socket stays open (here: held by the test), through
+/// its lifeline: what replaces Linux's parent-death signal on macOS, checked here without that signal.
+#[cfg(unix)]
+fn worker_exits_when_its_lifeline_breaks() {
+    let (mut child, mut ours, lifeline) = worker_by_hand();
+    let hello = read_raw_frame(&mut ours);
+    assert_eq!(hello[0], 0, "the first frame is a hello");
+    drop(lifeline);
+    let status = within(BOUND, "the orphaned worker's exit", move || {
+        child.wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(71), "{status}");
+    drop(ours);
 }
 
 /// Workers that never reach the worker-mode line are killed after the startup timeout, and the pool reports
@@ -1118,6 +1423,238 @@ fn async_await_a_process_future() {
 }
 
 fn no_children_left_at_the_end() {
+    assert_no_children();
+}
+
+/// The fds this process had open before the first test (Linux).
+static FDS_AT_START: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// This process's open fds and what they are, from `/proc/self/fd` (empty elsewhere: under Wine, that directory
+/// lists Wine's own descriptors, not the program's handles).
+fn open_fds() -> Vec<String> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<String> = dir
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        // The directory being listed.
+        .filter(|fd| !fd.ends_with("/fd"))
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// Every pool was dropped by now: none of their sockets, pipes or listeners may be left open.
+fn no_fds_left_at_the_end() {
+    let Some(start) = FDS_AT_START.get() else {
+        return;
+    };
+    let now = open_fds();
+    let leaked: Vec<&String> = now.iter().filter(|fd| !start.contains(fd)).collect();
+    assert!(
+        leaked.is_empty(),
+        "fds left open (at the start: {start:?}): {leaked:?}"
+    );
+}
+
+/// A done-callback runs on a pool thread; one that submits a task to the same pool and waits for it must not
+/// deadlock, even though its worker went back to the idle list first and is the one the new task goes to
+/// (issue 12.1).
+fn done_callback_that_submits_and_waits_does_not_deadlock() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(4);
+    // Idle workers to spare.
+    let warm: Vec<Future<u64>> = (0..4).map(|i| pool.submit(square, i).unwrap()).collect();
+    for future in &warm {
+        result(future).unwrap();
+    }
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (connection, _) = rendezvous.accept();
+    let handle = pool.clone();
+    let (tx, rx) = mpsc::channel();
+    running.add_done_callback(move |_| {
+        let inner = handle.submit(square, 5).unwrap();
+        let outcome = inner.result_timeout(BOUND).cloned();
+        // Not the last handle: dropping that on a pool thread could not wait for the pool to finish.
+        drop(handle);
+        let _ = tx.send(outcome);
+    });
+    drop(connection);
+    let inner = rx
+        .recv_timeout(LONG)
+        .expect("the callback ran and sent its result");
+    assert_eq!(inner, Ok(25), "the callback's own task finished");
+    assert!(result(&running).is_ok());
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// Callbacks that block do not hold up the delivery of other results, nor each other.
+fn blocked_callbacks_do_not_hold_up_results() {
+    let pool = pool(2);
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+    let (ran_tx, ran_rx) = mpsc::channel();
+    let firsts: Vec<Future<u64>> = (0..8).map(|i| pool.submit(square, i).unwrap()).collect();
+    for future in &firsts {
+        let release_rx = release_rx.clone();
+        let ran_tx = ran_tx.clone();
+        future.add_done_callback(move |_| {
+            let _ = ran_tx.send(());
+            // Blocks until the test releases it (or the test ends).
+            let _ = release_rx.lock().unwrap().recv_timeout(LONG);
+        });
+    }
+    for _ in 0..8 {
+        ran_rx
+            .recv_timeout(BOUND)
+            .expect("every callback started, none waits for another");
+    }
+    let more: Vec<Future<u64>> = (10..30).map(|i| pool.submit(square, i).unwrap()).collect();
+    for (i, future) in (10..).zip(&more) {
+        assert_eq!(future.result_timeout(BOUND).cloned(), Ok(i * i));
+    }
+    for _ in 0..8 {
+        release_tx.send(()).unwrap();
+    }
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// A worker that writes a frame header and only part of its body is broken: its task fails with `Protocol`
+/// within a bounded time, the worker is replaced, and shutdown does not hang on it (issue 12.2).
+fn truncated_frame_fails_its_task_and_shutdown_does_not_hang() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .stall_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let before = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let broken = pool.submit(truncated_frame, ()).unwrap();
+    match broken.result_timeout(BOUND) {
+        Err(Error::Protocol(what)) => assert!(what.contains("middle of a frame"), "{what}"),
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    let after = pool.submit(pid, ()).unwrap().result_timeout(BOUND).cloned();
+    assert!(matches!(after, Ok(pid) if pid != before), "{after:?}");
+    // The same again, this time dropping the pool while the frame hangs.
+    let broken = pool.submit(truncated_frame, ()).unwrap();
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert!(matches!(broken.result(), Err(Error::Protocol(_))));
+    assert_no_children();
+}
+
+/// A reply to a task the worker is not running (written by a thread an earlier task left behind) does not fail
+/// the task the worker is running: it is logged and dropped (issue 12.3).
+fn a_stray_reply_does_not_blame_an_innocent_task() {
+    let stray = Rendezvous::new();
+    let innocent = Rendezvous::new();
+    let pool = pool(1);
+    let worker = result(&pool.submit(stray_reply_later, stray.path()).unwrap()).unwrap();
+    let (mut trigger, _) = stray.accept();
+    let running = pool.submit(report_and_block, innocent.path()).unwrap();
+    let (connection, reported) = innocent.accept();
+    assert_eq!(reported, worker);
+    trigger.write_all(&[1]).unwrap();
+    let mut written = [0u8; 1];
+    trigger
+        .read_exact(&mut written)
+        .expect("the stray reply was written");
+    // The stray frame is in the stream before the running task's reply.
+    drop(connection);
+    assert_eq!(running.result_timeout(BOUND).cloned(), Ok(worker));
+    assert_eq!(
+        result(&pool.submit(pid, ()).unwrap()),
+        Ok(worker),
+        "the worker was kept"
+    );
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// A task that closed (or shut down) its worker's protocol socket and keeps running is still killed by its
+/// timeout (issue 12.4).
+fn timeout_kills_a_task_that_lost_its_socket() {
+    let pool = pool(1);
+    for how in [0u8, 1] {
+        let started = Instant::now();
+        let lost = pool
+            .submit_with_timeout(
+                lose_socket_then_sleep,
+                (how, 30_000),
+                Duration::from_secs(1),
+            )
+            .unwrap();
+        assert_eq!(
+            lost.result_timeout(BOUND).cloned(),
+            Err(Error::TaskTimeout {
+                timeout: Duration::from_secs(1)
+            }),
+            "how = {how}"
+        );
+        assert!(started.elapsed() < BOUND);
+        assert_eq!(result(&pool.submit(square, 3).unwrap()), Ok(9));
+    }
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// A worker that forks (without exec) and aborts fails its task at once, although the forked copy still holds
+/// the protocol socket open (issue 12.5).
+#[cfg(unix)]
+fn fork_then_abort_fails_at_once() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let crashed = pool.submit(fork_then_abort, rendezvous.path()).unwrap();
+    // Held open until the end: the forked copy lives while it is.
+    let (forked, _) = rendezvous.accept();
+    match crashed.result_timeout(BOUND) {
+        Err(Error::WorkerDied { reason, .. }) => assert!(reason.contains("SIGABRT"), "{reason}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(
+        pool.submit(square, 4)
+            .unwrap()
+            .result_timeout(BOUND)
+            .cloned(),
+        Ok(16)
+    );
+    drop(forked);
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// A task handed to a worker that dies before reading it (stopped, then killed) runs on another worker instead
+/// of failing with the death of a worker that never saw it.
+#[cfg(unix)]
+fn a_task_a_dead_worker_never_read_runs_elsewhere() {
+    use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+    let pool = pool(1);
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let raw = Pid::from_raw(worker as i32).unwrap();
+    kill_process(raw, Signal::STOP).unwrap();
+    // Wait (without reaping) until it is stopped: from now on it reads nothing.
+    waitid(
+        WaitId::Pid(raw),
+        WaitIdOptions::STOPPED | WaitIdOptions::NOWAIT,
+    )
+    .unwrap();
+    let handed = pool.submit(pid, ()).unwrap();
+    kill_process(raw, Signal::KILL).unwrap();
+    let ran = handed.result_timeout(BOUND).cloned();
+    assert!(matches!(ran, Ok(pid) if pid != worker), "{ran:?}");
+    within(BOUND, "dropping the pool", move || drop(pool));
     assert_no_children();
 }
 
@@ -1215,6 +1752,7 @@ const TESTS: &[(&str, fn())] = &[
         "malformed_frames_from_a_worker_are_protocol_errors",
         malformed_frames_from_a_worker_are_protocol_errors,
     ),
+    #[cfg(target_os = "linux")]
     (
         "a_task_a_worker_cannot_take_runs_elsewhere",
         a_task_a_worker_cannot_take_runs_elsewhere,
@@ -1240,6 +1778,11 @@ const TESTS: &[(&str, fn())] = &[
         "worker_answers_unknown_names_with_unknown_task",
         worker_answers_unknown_names_with_unknown_task,
     ),
+    #[cfg(unix)]
+    (
+        "worker_exits_when_its_lifeline_breaks",
+        worker_exits_when_its_lifeline_breaks,
+    ),
     (
         "silent_workers_break_the_pool_with_a_reason",
         silent_workers_break_the_pool_with_a_reason,
@@ -1249,7 +1792,38 @@ const TESTS: &[(&str, fn())] = &[
         a_worker_can_run_a_pool_of_its_own,
     ),
     ("async_await_a_process_future", async_await_a_process_future),
+    (
+        "done_callback_that_submits_and_waits_does_not_deadlock",
+        done_callback_that_submits_and_waits_does_not_deadlock,
+    ),
+    (
+        "blocked_callbacks_do_not_hold_up_results",
+        blocked_callbacks_do_not_hold_up_results,
+    ),
+    (
+        "truncated_frame_fails_its_task_and_shutdown_does_not_hang",
+        truncated_frame_fails_its_task_and_shutdown_does_not_hang,
+    ),
+    (
+        "a_stray_reply_does_not_blame_an_innocent_task",
+        a_stray_reply_does_not_blame_an_innocent_task,
+    ),
+    (
+        "timeout_kills_a_task_that_lost_its_socket",
+        timeout_kills_a_task_that_lost_its_socket,
+    ),
+    #[cfg(unix)]
+    (
+        "fork_then_abort_fails_at_once",
+        fork_then_abort_fails_at_once,
+    ),
+    #[cfg(unix)]
+    (
+        "a_task_a_dead_worker_never_read_runs_elsewhere",
+        a_task_a_dead_worker_never_read_runs_elsewhere,
+    ),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
+    ("no_fds_left_at_the_end", no_fds_left_at_the_end),
 ];
 
 /// How long one test may take before the run is declared hung.
@@ -1283,14 +1857,19 @@ fn main() {
         .register(init_fail)
         .register(read_init)
         .register(bad_result)
-        .register(corrupt_protocol)
         .register(panicking_decode)
         .register(panicking_encode)
-        .register(shut_my_reads)
         .register(nested_square)
         .register(common::generic::square)
         .register(common::generic::describe)
         .register(common::generic::fail);
+    let registry = registry
+        .register(corrupt_protocol)
+        .register(truncated_frame)
+        .register(stray_reply_later)
+        .register(lose_socket_then_sleep);
+    #[cfg(unix)]
+    let registry = registry.register(shut_my_reads).register(fork_then_abort);
     let registry = if mismatch {
         registry.register(only_in_parent)
     } else {
@@ -1301,6 +1880,14 @@ fn main() {
     if mismatch {
         scenario_mismatch();
         return;
+    }
+    if std::env::var_os("CONCURRENT_FUTURES_WORKER").is_some()
+        && !args.iter().any(|a| a.starts_with("--scenario"))
+    {
+        // Started as a worker but not let into worker mode: running the whole suite here would start pools,
+        // whose workers would do the same, without end.
+        eprintln!("process_pool: invited into worker mode but refused; not running the tests");
+        std::process::exit(3);
     }
     if let Some(at) = args.iter().position(|a| a == "--scenario-orphan") {
         scenario_orphan(args.get(at + 1).cloned().unwrap_or_default());
@@ -1321,6 +1908,7 @@ fn main() {
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
+    let _ = FDS_AT_START.set(open_fds());
     println!("\nrunning {} tests", selected.len());
     let started = Instant::now();
     let mut failed = Vec::new();

@@ -13,7 +13,7 @@ use crate::sync::{
     Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, identities, mutant,
     thread,
 };
-use crate::{Error, Executor, Future, MapOptions, Payload, unwind};
+use crate::{Error, Executor, Future, MapOptions, unwind};
 
 type Job = Arc<dyn Runnable>;
 
@@ -815,8 +815,8 @@ impl Executor for ThreadPoolExecutor {
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
     {
         ThreadPoolExecutor::submit(self, move || f(arg))
     }
@@ -829,8 +829,8 @@ impl Executor for ThreadPoolExecutor {
     ) -> Result<Map<'a, R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
