@@ -124,7 +124,7 @@
 //!
 //! | feature | default | what it adds | dependencies it brings |
 //! |---|---|---|---|
-//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`] and [`process_main!`] | serde, postcard, rustix |
+//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`], [`Payload`]; [`process_main!`] serves tasks (without the feature it is a no-op, so one `main` builds either way) | serde, postcard, rustix (Unix) |
 //!
 //! Without default features (`concurrent-futures = { version = "0.1", default-features = false }`) the crate is
 //! the thread pool, futures, `wait`, `as_completed` and `map`, and depends only on crossbeam-channel, parking_lot,
@@ -146,10 +146,14 @@
 //! Rust 1.88 (edition 2024 and its let-chains), checked in CI with that toolchain. Raising it is a minor-version
 //! change.
 //!
-#![cfg_attr(not(feature = "process"), doc = "[`ProcessPoolExecutor`]: #feature-flags")]
-#![cfg_attr(not(feature = "process"), doc = "[`ProcessPoolBuilder`]: #feature-flags")]
-#![cfg_attr(not(feature = "process"), doc = "[`Registry`]: #feature-flags")]
-#![cfg_attr(not(feature = "process"), doc = "[`process_main!`]: #feature-flags")]
+// Without the process feature, the process items named above link to the feature table.
+#![cfg_attr(
+    not(feature = "process"),
+    doc = "[`ProcessPoolExecutor`]: #feature-flags",
+    doc = "[`ProcessPoolBuilder`]: #feature-flags",
+    doc = "[`Registry`]: #feature-flags",
+    doc = "[`Payload`]: #feature-flags"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
