@@ -43,7 +43,12 @@ impl Shared {
             })
         };
         let fault = match watcher {
-            Ok(_) => self.read_frames(key, pid, &link),
+            Ok(_) => match link.conn.accept() {
+                Ok(()) => self.read_frames(key, pid, &link),
+                Err(error) => Some(Error::Broken {
+                    reason: format!("worker process {pid} could not connect to the pool: {error}"),
+                }),
+            },
             Err(error) => {
                 // Without a watcher the pool cannot see this worker die: end it now.
                 self.thread_done();

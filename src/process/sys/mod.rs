@@ -6,12 +6,19 @@ mod unix;
 #[cfg(unix)]
 pub(crate) use self::unix::*;
 
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use self::windows::*;
+
+#[cfg(not(any(unix, windows)))]
+compile_error!(
+    "the process pool (feature `process`) runs on Unix and Windows; build without default features elsewhere"
+);
+
 /// The environment variable through which a pool invites the process it starts into worker mode (its format is
 /// the platform's: see `Invitation`).
 pub(crate) const ENV: &str = "CONCURRENT_FUTURES_WORKER";
 
 /// Exit status of a worker that lost its protocol stream or received a malformed frame.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
-
-/// Exit status of a worker whose pool's process died while it ran a task.
-pub(crate) const EXIT_ORPHANED: i32 = 71;

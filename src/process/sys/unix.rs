@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
-use super::{ENV, EXIT_ORPHANED};
+use super::ENV;
+
+/// Exit status of a worker whose pool's process died (its lifeline broke).
+const EXIT_ORPHANED: i32 = 71;
 
 /// The stream a pool and a worker exchange frames over.
 pub(crate) type Stream = UnixStream;
@@ -41,6 +44,11 @@ impl Conn {
     /// The stream to read replies from and write calls to.
     pub(crate) fn stream(&self) -> &Stream {
         &self.stream
+    }
+
+    /// Waits for the worker to connect: on Unix it is connected from the start.
+    pub(crate) fn accept(&self) -> io::Result<()> {
+        Ok(())
     }
 
     /// Makes reads give up (with `WouldBlock`/`TimedOut`) after `limit` without data; `None`: wait for ever.
