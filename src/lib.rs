@@ -124,7 +124,7 @@
 //!
 //! | feature | default | what it adds | dependencies it brings |
 //! |---|---|---|---|
-//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`], [`Payload`]; [`process_main!`] serves tasks (without the feature it is a no-op, so one `main` builds either way) | serde, postcard, rustix (Unix) |
+//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`], [`Payload`]; [`process_main!`] serves tasks (without the feature it is a no-op, so one `main` builds either way) | serde, postcard; rustix on Unix, windows-sys on Windows |
 //!
 //! Without default features (`concurrent-futures = { version = "0.1", default-features = false }`) the crate is
 //! the thread pool, futures, `wait`, `as_completed` and `map`, and depends only on crossbeam-channel, parking_lot,
@@ -135,11 +135,24 @@
 //! | | Linux | macOS | Windows |
 //! |---|---|---|---|
 //! | thread pool, [`Future`], [`wait`], [`as_completed`], `map` | yes | yes | yes |
-//! | process pool (feature `process`) | yes | yes | no |
+//! | process pool (feature `process`) | yes | yes | yes, with the differences below |
 //!
-//! The project's CI runs the whole test suite on Linux (x86_64), runs the thread pool's tests and doctests on
-//! Windows (x86_64-pc-windows-gnu, under Wine), and type-checks everything, tests and examples included, for
-//! macOS on x86_64 and aarch64.
+//! The project's CI runs the whole test suite on Linux (x86_64); cross-compiles the test suite and the doctests
+//! for Windows (`x86_64-pc-windows-gnu`) and runs them under Wine, the process pool's included (the tests that
+//! drive the example programs through cargo stay on Linux); and, since macOS programs cannot run there, runs
+//! clippy on everything (library, tests, examples) for macOS on x86_64 and aarch64.
+//!
+//! The process pool on Windows differs from Unix in these ways:
+//!
+//! - A worker reaches its pool over a loopback TCP connection (127.0.0.1, a port the system picks), not a Unix
+//!   socket, and proves who it is with the pool's token.
+//! - Stopping a worker is always `TerminateProcess`: `terminate_workers()` is as abrupt as `kill_workers()`
+//!   (on Unix it sends `SIGTERM`, `kill_workers()` `SIGKILL`), and a worker's death is described by its exit
+//!   status (an `NTSTATUS` such as `0xC0000409` for an abort, or "killed by the pool"), not by a signal.
+//! - Workers belong to a job object that ends them when the pool's process ends (Linux uses a parent-death
+//!   signal, other Unixes a pipe the worker watches).
+//! - A task already sent to a worker that dies before reading it fails with [`Error::WorkerDied`]; on Unix it
+//!   runs on another worker instead.
 //!
 //! # Minimum supported Rust version
 //!
