@@ -142,26 +142,28 @@
 //! drive the example programs through cargo stay on Linux); and, since macOS programs cannot run there, runs
 //! clippy on everything (library, tests, examples) for macOS on x86_64 and aarch64.
 //!
-//! The process pool on Windows differs from Unix in these ways:
-//!
-//! - A worker reaches its pool over a loopback TCP connection (127.0.0.1, a port the system picks), not a Unix
-//!   socket, and proves who it is with the pool's token.
-//! - Stopping a worker is always `TerminateProcess`: `terminate_workers()` is as abrupt as `kill_workers()`
-//!   (on Unix it sends `SIGTERM`, `kill_workers()` `SIGKILL`), and a worker's death is described by its exit
-//!   status (an `NTSTATUS` such as `0xC0000409` for an abort, or "killed by the pool"), not by a signal.
-//! - Workers belong to a job object that ends them when the pool's process ends (Linux uses a parent-death
-//!   signal, other Unixes a pipe the worker watches).
-//! - A task already sent to a worker that dies before reading it fails with [`Error::WorkerDied`]; on Unix it
-//!   runs on another worker instead.
+//! On Windows, a process-pool worker connects back to the pool over loopback TCP instead of inheriting a
+//! socketpair; [`terminate_workers`][terminate_workers] is as abrupt as `kill_workers` (both
+//! `TerminateProcess`: there is no `SIGTERM`); a worker's death reads as an exit status (`0xC0000409` for an
+//! abort) rather than a signal; workers die with the pool's process through a job object; and a task handed to a
+//! worker at the instant it dies fails with [`Error::WorkerDied`] instead of moving to another worker. The
+//! details are under [Platforms][process-platforms] in the process pool's documentation.
 //!
 //! # Minimum supported Rust version
 //!
 //! Rust 1.88 (edition 2024 and its let-chains), checked in CI with that toolchain. Raising it is a minor-version
 //! change.
 //!
+#![cfg_attr(
+    feature = "process",
+    doc = "[terminate_workers]: ProcessPoolExecutor::terminate_workers",
+    doc = "[process-platforms]: ProcessPoolExecutor#platforms"
+)]
 // Without the process feature, the process items named above link to the feature table.
 #![cfg_attr(
     not(feature = "process"),
+    doc = "[terminate_workers]: #feature-flags",
+    doc = "[process-platforms]: #feature-flags",
     doc = "[`ProcessPoolExecutor`]: #feature-flags",
     doc = "[`ProcessPoolBuilder`]: #feature-flags",
     doc = "[`Registry`]: #feature-flags",

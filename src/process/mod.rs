@@ -59,7 +59,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 ///   [`Error::WorkerDied`] naming its pid and exit status or signal; a replacement starts and every other task
 ///   completes (pebble's behaviour; CPython breaks the whole pool). The death is noticed at once, by waiting for
 ///   the process itself, not by polling and not from its socket (which a forked copy of the worker may hold
-///   open). A task the worker never read runs on another worker instead.
+///   open). A task the worker never read runs on another worker instead (on Unix; see below for Windows).
 /// - A task that runs past its timeout ([`ProcessPoolBuilder::timeout`],
 ///   [`submit_with_timeout`](Self::submit_with_timeout)) gets [`Error::TaskTimeout`]; its worker is killed and
 ///   replaced, the rest go on.
@@ -77,6 +77,21 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 ///   it closes.
 /// - A worker that never reaches the worker-mode line is killed after the startup timeout
 ///   ([`ProcessPoolBuilder::startup_timeout`], 60 s by default) and the pool reports why ([`Error::Broken`]).
+///
+/// # Platforms
+/// On Unix (Linux, macOS) a worker talks to the pool over a socketpair it inherits; the pool sees it exit with
+/// `waitid`. On Windows a worker connects back to a loopback listener of its own and presents the pool's token;
+/// the pool stops it with `TerminateProcess` on a handle of its own, sees it exit on that handle, and puts it in
+/// a job object that kills it when the pool's process dies. What differs on Windows:
+/// - [`terminate_workers`](Self::terminate_workers) cannot be gentler than
+///   [`kill_workers`](Self::kill_workers): Windows has no `SIGTERM` for a process without a console or window
+///   of its own, so both end the worker at once; the reason says "terminated by the pool" or "killed by the
+///   pool".
+/// - A worker's end reads as an exit status: `exit status 3`, or a named status such as `exit status 0xC0000409
+///   (STATUS_STACK_BUFFER_OVERRUN: an abort or a failed runtime check)`.
+/// - The calls sent to a worker that it never read cannot be read back after its death (its socket goes with
+///   it), so a task handed to a worker at the instant it dies fails with [`Error::WorkerDied`] instead of moving
+///   to another worker.
 ///
 /// The program must call [`process_main!`](crate::process_main) (the one line in `main`, listing the tasks)
 /// before building a pool. Workers start on demand, up to `max_workers`.
@@ -372,7 +387,8 @@ impl ProcessPoolExecutor {
         }
     }
 
-    /// Stops the pool now (Python 3.14's `terminate_workers`): cancels queued tasks, then sends `SIGTERM` to
+    /// Stops the pool now (Python 3.14's `terminate_workers`): cancels queued tasks, then sends `SIGTERM` (on
+    /// Windows: `TerminateProcess`) to
     /// every worker. Running tasks fail with [`Error::WorkerDied`]. Returns without waiting; the workers are
     /// reaped as they exit, and dropping the pool waits for that.
     pub fn terminate_workers(&self) {
@@ -380,7 +396,8 @@ impl ProcessPoolExecutor {
         self.shared.stop_all(true);
     }
 
-    /// Like [`terminate_workers`](Self::terminate_workers), with `SIGKILL` (Python 3.14's `kill_workers`).
+    /// Like [`terminate_workers`](Self::terminate_workers), with `SIGKILL` (on Windows: `TerminateProcess`, as
+    /// there) (Python 3.14's `kill_workers`).
     ///
     /// ```no_run
     /// use concurrent_futures::{Error, ProcessPoolExecutor};

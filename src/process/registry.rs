@@ -325,7 +325,8 @@ fn run_caught<T>(f: impl FnOnce() -> T) -> Result<T, Status> {
 /// may run and, in a worker process, serves them (Python's `if __name__ == "__main__":` guard).
 ///
 /// It expands to `Registry::new().register(f1).register(f2)...serve()`, a `Result<(), Error>`; see
-/// [`Registry::serve`](crate::Registry::serve).
+/// [`Registry::serve`](crate::Registry::serve). Without the crate's `process` feature it is a no-op returning
+/// `Ok(())` (its arguments must still exist), so one `main` builds with and without the feature.
 ///
 /// ```no_run
 /// use concurrent_futures::ProcessPoolExecutor;
