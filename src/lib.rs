@@ -124,7 +124,7 @@
 //!
 //! | feature | default | what it adds | dependencies it brings |
 //! |---|---|---|---|
-//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`], `Payload` and [`process_main!`] | serde, postcard, rustix (Unix), windows-sys (Windows) |
+//! | `process` | yes | [`ProcessPoolExecutor`], [`ProcessPoolBuilder`], [`Registry`], [`Payload`]; [`process_main!`] serves tasks (without the feature it is a no-op, so one `main` builds either way) | serde, postcard; rustix on Unix, windows-sys on Windows |
 //!
 //! Without default features (`concurrent-futures = { version = "0.1", default-features = false }`) the crate is
 //! the thread pool, futures, `wait`, `as_completed` and `map`, and depends only on crossbeam-channel, parking_lot,
@@ -135,12 +135,19 @@
 //! | | Linux | macOS | Windows |
 //! |---|---|---|---|
 //! | thread pool, [`Future`], [`wait`], [`as_completed`], `map` | yes | yes | yes |
-//! | process pool (feature `process`) | yes | yes | yes |
+//! | process pool (feature `process`) | yes | yes | yes, with the differences below |
 //!
-//! The project's CI runs the whole test suite on Linux (x86_64), runs the thread pool's tests and doctests and the
-//! process pool's tests on Windows (x86_64-pc-windows-gnu, under Wine), and type-checks everything, tests and
-//! examples included, for macOS on x86_64 and aarch64. How the process pool differs on Windows is in
-//! [`ProcessPoolExecutor`]'s documentation.
+//! The project's CI runs the whole test suite on Linux (x86_64); cross-compiles the test suite and the doctests
+//! for Windows (`x86_64-pc-windows-gnu`) and runs them under Wine, the process pool's included (the tests that
+//! drive the example programs through cargo stay on Linux); and, since macOS programs cannot run there, runs
+//! clippy on everything (library, tests, examples) for macOS on x86_64 and aarch64.
+//!
+//! On Windows, a process-pool worker connects back to the pool over loopback TCP instead of inheriting a
+//! socketpair; [`terminate_workers`][terminate_workers] is as abrupt as `kill_workers` (both
+//! `TerminateProcess`: there is no `SIGTERM`); a worker's death reads as an exit status (`0xC0000409` for an
+//! abort) rather than a signal; workers die with the pool's process through a job object; and a task handed to a
+//! worker at the instant it dies fails with [`Error::WorkerDied`] instead of moving to another worker. The
+//! details are under [Platforms][process-platforms] in the process pool's documentation.
 //!
 //! # Minimum supported Rust version
 //!
@@ -148,15 +155,20 @@
 //! change.
 //!
 #![cfg_attr(
-    not(feature = "process"),
-    doc = "[`ProcessPoolExecutor`]: #feature-flags"
+    feature = "process",
+    doc = "[terminate_workers]: ProcessPoolExecutor::terminate_workers",
+    doc = "[process-platforms]: ProcessPoolExecutor#platforms"
 )]
+// Without the process feature, the process items named above link to the feature table.
 #![cfg_attr(
     not(feature = "process"),
-    doc = "[`ProcessPoolBuilder`]: #feature-flags"
+    doc = "[terminate_workers]: #feature-flags",
+    doc = "[process-platforms]: #feature-flags",
+    doc = "[`ProcessPoolExecutor`]: #feature-flags",
+    doc = "[`ProcessPoolBuilder`]: #feature-flags",
+    doc = "[`Registry`]: #feature-flags",
+    doc = "[`Payload`]: #feature-flags"
 )]
-#![cfg_attr(not(feature = "process"), doc = "[`Registry`]: #feature-flags")]
-#![cfg_attr(not(feature = "process"), doc = "[`process_main!`]: #feature-flags")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
