@@ -41,12 +41,16 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod process;
 mod sync;
 mod thread_pool;
 mod unwind;
 mod wait;
 
+#[cfg(feature = "mpi")]
+pub use crate::mpi::{MpiPoolBuilder, MpiPoolExecutor, WorkerRank};
 pub use crate::{
     error::Error,
     executor::{Executor, MapOptions, Payload},

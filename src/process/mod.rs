@@ -12,18 +12,32 @@
 
 mod pool;
 mod protocol;
+#[cfg(feature = "mpi")]
+mod raw;
 mod registry;
 mod spawn;
 mod worker;
+
+// What the MPI pool (`crate::mpi`) reuses: the task registry, the payload statuses, the typed pending futures
+// and the raw submission its worker ranks run tasks through.
+#[cfg(feature = "mpi")]
+pub(crate) use self::{
+    protocol::Status,
+    raw::{RawInit, RawOutcome, RawPool},
+    registry::Installed,
+    worker::{ENV as WORKER_ENV, install_panic_hook},
+};
 
 use std::any::TypeId;
 use std::fmt;
 use std::time::Duration;
 
-use self::pool::{Chunked, Config, InitCheck, Initializer, Job, Pending, Shared, Typed};
-use self::protocol::{Call, DEFAULT_MAX_FRAME, FrameBuf};
+pub(crate) use self::pool::{Chunked, Pending, Typed};
+use self::pool::{Config, InitCheck, Initializer, Job, Shared};
+pub(crate) use self::protocol::FrameBuf;
+use self::protocol::{Call, DEFAULT_MAX_FRAME};
 pub use self::registry::Registry;
-use self::registry::{check_zero_sized, installed, task_name};
+pub(crate) use self::registry::{check_zero_sized, installed, task_name};
 use crate::future::Promise;
 use crate::map::{Map, Partial, batches};
 use crate::sync::{Arc, AtomicUsize, Ordering};
@@ -315,7 +329,7 @@ fn serialization(error: postcard::Error) -> Error {
 }
 
 /// Refuses `F` unless it is the function registered under its name.
-fn check_registered<F: 'static>() -> Result<(), Error> {
+pub(crate) fn check_registered<F: 'static>() -> Result<(), Error> {
     let name = task_name::<F>();
     match installed()?.entries.get(name) {
         Some(entry) if entry.type_id == TypeId::of::<F>() => Ok(()),

@@ -143,6 +143,11 @@ impl FrameBuf {
         result
     }
 
+    /// Appends bytes encoded elsewhere (an argument the MPI pool received already encoded).
+    pub(crate) fn extend(&mut self, encoded: &[u8]) {
+        self.bytes.extend_from_slice(encoded);
+    }
+
     /// Cuts the frame back to `len` bytes (undoing pushes).
     pub(crate) fn truncate(&mut self, len: usize) {
         self.bytes.truncate(len);

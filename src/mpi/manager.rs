@@ -1,0 +1,688 @@
+//! The MPI thread: the one thread of the program that calls MPI. It spawns or claims each pool's worker ranks,
+//! checks their hellos, sends them tasks as ranks free up, completes futures from their reports, and ends each
+//! pool's session; at process exit it tells every rank to leave and finalises MPI.
+//!
+//! Pools reach it through a command queue; it waits on that queue with a backoff capped at 1 ms while messages
+//! may arrive (MPI has no way to wake a thread blocked on a queue), and without a deadline when nothing is in
+//! flight, so an idle program costs no CPU.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::process::{Pending, Status};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, Pop, Queue};
+
+use super::comm::{self, Comm, Sending};
+use super::shared::{Mode, Shared, WorkerRank};
+use super::wire::{
+    Backoff, Build, Hello, InitFailure, MAGIC, Order, Outcome, Report, VERSION, decode, encode,
+};
+
+/// What pools (and the exit hook) ask of the MPI thread.
+pub(crate) enum Command {
+    /// Start serving a new pool.
+    Open(Arc<Shared>),
+    /// A pool has queued work or closed.
+    Wake,
+    /// The program is exiting: end everything, finalise MPI, then set the latch.
+    Finalize(Arc<Latch>),
+}
+
+/// A one-shot flag to wait on.
+pub(crate) struct Latch {
+    set: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Latch {
+    pub(crate) fn new() -> Self {
+        Latch {
+            set: Mutex::new(false),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn set(&self) {
+        *self.set.lock() = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until set or `deadline`; whether it was set.
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
+        let mut set = self.set.lock();
+        while !*set {
+            if self.changed.wait_until(&mut set, deadline) {
+                return *set;
+            }
+        }
+        true
+    }
+}
+
+/// The MPI thread's view of the program's worker ranks in shared mode (`mpirun -n N`): ranks 1..N-1 of a private
+/// copy of `MPI_COMM_WORLD`.
+struct SharedRanks {
+    comm: Comm,
+    /// Each rank's hello, once it arrived (index: rank - 1).
+    hellos: Vec<Option<Hello>>,
+    /// A pool is using them.
+    busy: bool,
+}
+
+/// Where the pool is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for every rank's hello.
+    Hello,
+    /// Ranks are running the initializer.
+    Starting,
+    Running,
+    /// Told the ranks to end the session; waiting for them.
+    Ending,
+    Done,
+}
+
+/// A task a rank holds.
+struct InFlight {
+    name: &'static str,
+    pending: Box<dyn Pending>,
+}
+
+/// One worker rank of a running pool.
+struct Slot {
+    dest: i32,
+    hello: Option<Hello>,
+    started: bool,
+    ready: bool,
+    ended: bool,
+    in_flight: HashMap<u64, InFlight>,
+}
+
+impl Slot {
+    fn place(&self) -> String {
+        match &self.hello {
+            Some(hello) => format!("on MPI rank {} ({})", hello.rank, hello.host),
+            None => format!("on MPI rank {}", self.dest),
+        }
+    }
+}
+
+/// The MPI thread's state for one pool.
+struct Run {
+    pool: Arc<Shared>,
+    comm: Option<Comm>,
+    spawned: bool,
+    phase: Phase,
+    slots: Vec<Slot>,
+    sends: Vec<Sending>,
+    deadline: Instant,
+}
+
+pub(crate) struct Manager {
+    commands: Arc<Queue<Command>>,
+    wake: Arc<AtomicBool>,
+    build: Build,
+    shared: Option<SharedRanks>,
+    runs: Vec<Run>,
+    /// Set by the pool that claims the shared ranks; cleared here when it is done with them.
+    shared_claimed: Arc<AtomicBool>,
+    /// Whether this thread initialised MPI (and so finalises it).
+    owns_mpi: bool,
+}
+
+impl Manager {
+    pub(crate) fn new(
+        commands: Arc<Queue<Command>>,
+        wake: Arc<AtomicBool>,
+        shared_claimed: Arc<AtomicBool>,
+        build: Build,
+        shared_comm: Option<(Comm, usize)>,
+        owns_mpi: bool,
+    ) -> Self {
+        Manager {
+            commands,
+            wake,
+            build,
+            shared: shared_comm.map(|(comm, workers)| SharedRanks {
+                comm,
+                hellos: (0..workers).map(|_| None).collect(),
+                busy: false,
+            }),
+            runs: Vec::new(),
+            shared_claimed,
+            owns_mpi,
+        }
+    }
+
+    /// The MPI thread's loop; returns once MPI is finalised.
+    pub(crate) fn run(mut self) {
+        let mut backoff = Backoff::new();
+        loop {
+            let mut active = false;
+            while let Some(command) = self.commands.try_pop() {
+                active = true;
+                if let Some(latch) = self.command(command) {
+                    self.finalize();
+                    latch.set();
+                    return;
+                }
+            }
+            // ORDERING: SeqCst; cleared before the queues are read: a submitter that queues a job after that read
+            // sets it again (its swap follows its queue push, and the pool's lock orders the two reads), and
+            // pushes a new `Wake`.
+            self.wake.store(false, Ordering::SeqCst);
+            let mut runs = std::mem::take(&mut self.runs);
+            for run in &mut runs {
+                active |= self.step(run);
+            }
+            runs.retain(|run| run.phase != Phase::Done);
+            self.runs = runs;
+            active |= self.idle_hellos();
+            if active {
+                backoff.reset();
+                continue;
+            }
+            let now = Instant::now();
+            let deadline = if self.expecting() {
+                Some(now + backoff.next())
+            } else {
+                self.runs.iter().map(|run| run.deadline).min()
+            };
+            match self.commands.pop_until(deadline) {
+                Pop::Item(command) => {
+                    backoff.reset();
+                    if let Some(latch) = self.command(command) {
+                        self.finalize();
+                        latch.set();
+                        return;
+                    }
+                }
+                Pop::TimedOut | Pop::Nudged => {}
+                Pop::Closed => return,
+            }
+        }
+    }
+
+    /// Handles a command; a `Finalize` is handed back.
+    fn command(&mut self, command: Command) -> Option<Arc<Latch>> {
+        match command {
+            Command::Open(pool) => self.open(pool),
+            Command::Wake => {}
+            Command::Finalize(latch) => return Some(latch),
+        }
+        None
+    }
+
+    /// Whether a message may arrive: the loop must keep probing.
+    fn expecting(&self) -> bool {
+        let shared_waiting = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| !s.busy && s.hellos.iter().any(Option::is_none));
+        shared_waiting
+            || self.runs.iter().any(|run| {
+                !run.sends.is_empty()
+                    || matches!(run.phase, Phase::Hello | Phase::Starting | Phase::Ending)
+                    || run.slots.iter().any(|slot| !slot.in_flight.is_empty())
+            })
+    }
+
+    /// Starts a pool: spawns its workers, or claims the shared ranks.
+    fn open(&mut self, pool: Arc<Shared>) {
+        let deadline = Instant::now() + pool.config.startup_timeout;
+        let mut run = Run {
+            pool,
+            comm: None,
+            spawned: false,
+            phase: Phase::Hello,
+            slots: Vec::new(),
+            sends: Vec::new(),
+            deadline,
+        };
+        match run.pool.config.mode {
+            Mode::Spawn(n) => {
+                let exe = match std::env::current_exe() {
+                    Ok(exe) => exe,
+                    Err(error) => {
+                        return self.fail_open(run, format!("cannot find the current executable: {error}"));
+                    }
+                };
+                let info = &run.pool.config.spawn_info;
+                match comm::spawn(&exe, &[super::launch::MARKER], n, info) {
+                    Ok(inter) => {
+                        run.comm = Some(inter);
+                        run.spawned = true;
+                        run.slots = (0..n as i32).map(new_slot).collect();
+                    }
+                    Err(error) => {
+                        return self.fail_open(
+                            run,
+                            format!("could not start {n} MPI worker rank(s) of {}: {error}", exe.display()),
+                        );
+                    }
+                }
+            }
+            Mode::Shared(n) => {
+                let Some(shared) = self.shared.as_mut() else {
+                    return self.fail_open(run, "this program was not started by mpirun with worker ranks".into());
+                };
+                shared.busy = true;
+                run.comm = Some(shared.comm);
+                run.slots = (1..=n as i32).map(new_slot).collect();
+                for slot in &mut run.slots {
+                    slot.hello = shared.hellos[(slot.dest - 1) as usize].clone();
+                }
+            }
+        }
+        self.runs.push(run);
+    }
+
+    fn fail_open(&mut self, run: Run, reason: String) {
+        if matches!(run.pool.config.mode, Mode::Shared(_)) {
+            self.release_shared();
+        }
+        run.pool.break_with(Error::Broken { reason });
+        run.pool.set_finished();
+    }
+
+    /// With no pool on the shared ranks, collects their hellos as they arrive.
+    fn idle_hellos(&mut self) -> bool {
+        let Some(shared) = self.shared.as_mut() else {
+            return false;
+        };
+        if shared.busy {
+            return false;
+        }
+        let mut active = false;
+        while let Ok(Some((source, bytes))) = comm::try_receive(shared.comm) {
+            active = true;
+            match decode::<Report>(&bytes) {
+                Ok((Report::Hello(hello), _)) if source >= 1 => {
+                    if let Some(entry) = shared.hellos.get_mut((source - 1) as usize) {
+                        *entry = Some(hello);
+                    }
+                }
+                _ => log::warn!(target: "concurrent_futures", "MPI rank {source} sent a message no pool expected"),
+            }
+        }
+        active
+    }
+
+    /// Advances one pool; whether anything happened.
+    fn step(&mut self, run: &mut Run) -> bool {
+        let Some(comm) = run.comm else {
+            run.phase = Phase::Done;
+            return true;
+        };
+        let mut active = false;
+        loop {
+            match comm::try_receive(comm) {
+                Ok(Some((source, bytes))) => {
+                    active = true;
+                    self.on_message(run, source, &bytes);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    self.abandon(run, format!("receiving from the worker ranks: {error}"));
+                    break;
+                }
+            }
+        }
+        let mut failed = None;
+        run.sends.retain_mut(|sending| match sending.test() {
+            Ok(done) => !done,
+            Err(error) => {
+                failed = Some(error);
+                false
+            }
+        });
+        if let Some(error) = failed {
+            self.abandon(run, format!("sending to the worker ranks: {error}"));
+        }
+        match run.phase {
+            Phase::Hello => {
+                if run.slots.iter().all(|slot| slot.hello.is_some()) {
+                    self.check_hellos(run);
+                    active = true;
+                } else if Instant::now() >= run.deadline {
+                    let limit = run.pool.config.startup_timeout;
+                    run.pool.break_with(Error::Broken {
+                        reason: format!(
+                            "the MPI worker ranks did not start serving within {limit:?}; \
+                             `concurrent_futures::process_main!` must run at the top of `main`"
+                        ),
+                    });
+                    self.end(run);
+                    active = true;
+                }
+            }
+            Phase::Running => active |= self.dispatch(run),
+            Phase::Ending => {
+                let ended = if run.spawned {
+                    run.sends.is_empty()
+                } else {
+                    run.slots.iter().all(|slot| !slot.started || slot.ended)
+                };
+                if ended {
+                    self.finish(run);
+                    active = true;
+                }
+            }
+            Phase::Starting | Phase::Done => {}
+        }
+        active
+    }
+
+    /// Checks every rank's hello; on success tells them to start the session.
+    fn check_hellos(&mut self, run: &mut Run) {
+        let mut problem = None;
+        let mut workers = Vec::new();
+        for slot in &run.slots {
+            let hello = slot.hello.as_ref().expect("checked by the caller");
+            workers.push(WorkerRank {
+                rank: hello.rank,
+                host: hello.host.clone(),
+                pid: hello.pid,
+            });
+            if problem.is_some() {
+                continue;
+            }
+            let place = slot.place();
+            if hello.magic != MAGIC || hello.version != VERSION {
+                problem = Some(Error::Protocol(format!(
+                    "the worker {place} speaks protocol version {}, this pool speaks version {VERSION}",
+                    hello.version
+                )));
+            } else if let Some(error) = &hello.registry_error {
+                problem = Some(Error::Protocol(format!(
+                    "the task registry of the worker {place} is unusable: {error}"
+                )));
+            } else if hello.build != self.build {
+                problem = Some(Error::Protocol(format!(
+                    "the worker {place} runs a different build of the program than this process \
+                     (worker: {}; this process: {}); every rank must run the same executable",
+                    hello.build, self.build
+                )));
+            }
+        }
+        run.pool.state.lock().workers = workers;
+        if let Some(error) = problem {
+            run.pool.break_with(error);
+            self.end(run);
+            return;
+        }
+        let start = encode(&Order::Start(run.pool.config.session.clone()));
+        for i in 0..run.slots.len() {
+            run.slots[i].started = true;
+            let dest = run.slots[i].dest;
+            self.send(run, dest, start.clone());
+        }
+        run.phase = Phase::Starting;
+    }
+
+    fn send(&mut self, run: &mut Run, dest: i32, bytes: Vec<u8>) -> bool {
+        let Some(comm) = run.comm else { return false };
+        match comm::isend(comm, dest, bytes) {
+            Ok(sending) => {
+                run.sends.push(sending);
+                true
+            }
+            Err(error) => {
+                self.abandon(run, format!("sending to MPI rank {dest}: {error}"));
+                false
+            }
+        }
+    }
+
+    /// Handles one message from a rank of `run`.
+    fn on_message(&mut self, run: &mut Run, source: i32, bytes: &[u8]) {
+        let Some(index) = run.slots.iter().position(|slot| slot.dest == source) else {
+            log::warn!(target: "concurrent_futures", "MPI rank {source} is not a worker of this pool");
+            return;
+        };
+        let (report, payload) = match decode::<Report>(bytes) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                let place = run.slots[index].place();
+                run.pool.break_with(Error::Protocol(format!("the worker {place} sent {error}")));
+                if run.phase != Phase::Ending {
+                    self.end(run);
+                }
+                return;
+            }
+        };
+        match report {
+            Report::Hello(hello) => {
+                if let (false, Some(shared)) = (run.spawned, self.shared.as_mut()) {
+                    // Kept for the next pool on these ranks too.
+                    shared.hellos[(source - 1) as usize] = Some(hello.clone());
+                }
+                run.slots[index].hello = Some(hello);
+            }
+            Report::Ready(outcome) => {
+                let slot = &mut run.slots[index];
+                slot.ready = true;
+                if run.phase != Phase::Starting {
+                    return;
+                }
+                if let Err(failure) = outcome {
+                    let reason = match failure {
+                        InitFailure::Failed(reason) => reason,
+                        InitFailure::Returned(bytes) => match &run.pool.config.init_check {
+                            Some(check) => check(&bytes).err().unwrap_or_else(|| "it failed".into()),
+                            None => "it failed".into(),
+                        },
+                    };
+                    let place = slot.place();
+                    run.pool.break_with(Error::Broken {
+                        reason: format!("the initializer failed {place}: {reason}"),
+                    });
+                    self.end(run);
+                } else if run.slots.iter().all(|slot| slot.ready) {
+                    run.phase = Phase::Running;
+                }
+            }
+            Report::Done { id, outcome } => {
+                let slot = &mut run.slots[index];
+                let Some(task) = slot.in_flight.remove(&id) else {
+                    log::warn!(target: "concurrent_futures", "MPI rank {source} answered task {id}, which it was not running");
+                    return;
+                };
+                let place = slot.place();
+                settle(task, outcome, payload, &place);
+            }
+            Report::Ended => run.slots[index].ended = true,
+        }
+    }
+
+    /// Sends queued tasks to ranks with a free slot; whether any was sent. Ends the session once the pool is
+    /// closed and drained.
+    fn dispatch(&mut self, run: &mut Run) -> bool {
+        let capacity = run.pool.config.session.slots as usize;
+        let mut sent = false;
+        for i in 0..run.slots.len() {
+            while run.slots[i].in_flight.len() < capacity {
+                let job = {
+                    let mut state = run.pool.state.lock();
+                    state.queue.pop_front()
+                };
+                let Some(job) = job else { break };
+                // Cancelled while queued: skip it (a task stays cancellable until it is sent).
+                if !job.pending.start() {
+                    continue;
+                }
+                let dest = run.slots[i].dest;
+                run.slots[i].in_flight.insert(
+                    job.id,
+                    InFlight {
+                        name: job.name,
+                        pending: job.pending,
+                    },
+                );
+                sent = true;
+                if !self.send(run, dest, job.message) {
+                    return true;
+                }
+            }
+        }
+        let drained = {
+            let state = run.pool.state.lock();
+            state.closed && state.queue.is_empty()
+        };
+        if drained && run.slots.iter().all(|slot| slot.in_flight.is_empty()) {
+            self.end(run);
+            return true;
+        }
+        sent
+    }
+
+    /// Ends the session on every rank: spawned ranks are told to exit, shared ranks to end the session.
+    fn end(&mut self, run: &mut Run) {
+        run.phase = Phase::Ending;
+        let order = encode(if run.spawned { &Order::Exit } else { &Order::End });
+        for i in 0..run.slots.len() {
+            let slot = &run.slots[i];
+            if run.spawned || slot.started {
+                let dest = slot.dest;
+                if !self.send(run, dest, order.clone()) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The pool is done with its ranks: disconnects spawned ones, frees shared ones, wakes `shutdown(true)`.
+    fn finish(&mut self, run: &mut Run) {
+        // A rank that never said hello may never reach the disconnect either: then the intercommunicator is
+        // left connected rather than blocking this thread.
+        let all_alive = run.slots.iter().all(|slot| slot.hello.is_some());
+        if run.spawned
+            && all_alive
+            && let Some(inter) = run.comm.take()
+            && let Err(error) = comm::disconnect(inter)
+        {
+            log::warn!(target: "concurrent_futures", "disconnecting the MPI worker ranks: {error}");
+        }
+        if !run.spawned {
+            self.release_shared();
+        }
+        run.phase = Phase::Done;
+        run.pool.set_finished();
+    }
+
+    /// Frees the shared ranks for the next pool.
+    fn release_shared(&mut self) {
+        if let Some(shared) = self.shared.as_mut() {
+            shared.busy = false;
+        }
+        // ORDERING: Release: a pool that claims the ranks after this sees them free only after this pool's run
+        // is over (its Acquire compare-exchange pairs with this store).
+        self.shared_claimed.store(false, Ordering::Release);
+    }
+
+    /// MPI itself failed for this pool: fails everything it holds and forgets its ranks.
+    fn abandon(&mut self, run: &mut Run, reason: String) {
+        let error = Error::Broken { reason };
+        run.pool.break_with(error.clone());
+        for slot in &mut run.slots {
+            for (_, task) in slot.in_flight.drain() {
+                task.pending.fail(error.clone());
+            }
+        }
+        run.sends.clear();
+        run.comm = None;
+        if !run.spawned {
+            self.release_shared();
+        }
+        run.phase = Phase::Done;
+        run.pool.set_finished();
+    }
+
+    /// At process exit: fails what is left, tells every rank to leave, waits (briefly) for the messages to go,
+    /// disconnects spawned ranks and finalises MPI.
+    fn finalize(&mut self) {
+        let exiting = Error::Broken {
+            reason: "the program is exiting".into(),
+        };
+        let exit = encode(&Order::Exit);
+        let mut sends = Vec::new();
+        let mut spawned = Vec::new();
+        for run in &mut self.runs {
+            run.pool.break_with(exiting.clone());
+            for slot in &mut run.slots {
+                for (_, task) in slot.in_flight.drain() {
+                    task.pending.fail(exiting.clone());
+                }
+            }
+            if run.spawned
+                && let Some(inter) = run.comm.take()
+            {
+                for slot in &run.slots {
+                    if let Ok(sending) = comm::isend(inter, slot.dest, exit.clone()) {
+                        sends.push(sending);
+                    }
+                }
+                spawned.push(inter);
+            }
+            sends.append(&mut run.sends);
+        }
+        if let Some(shared) = &self.shared {
+            for dest in 1..=shared.hellos.len() as i32 {
+                if let Ok(sending) = comm::isend(shared.comm, dest, exit.clone()) {
+                    sends.push(sending);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut backoff = Backoff::new();
+        while !sends.is_empty() && Instant::now() < deadline {
+            sends.retain_mut(|sending| matches!(sending.test(), Ok(false)));
+            std::thread::sleep(backoff.next());
+        }
+        for inter in spawned {
+            let _ = comm::disconnect(inter);
+        }
+        for run in &self.runs {
+            run.pool.set_finished();
+        }
+        self.runs.clear();
+        if self.owns_mpi && sends.is_empty() {
+            if let Err(error) = comm::finalize() {
+                log::warn!(target: "concurrent_futures", "{error}");
+            }
+        }
+    }
+}
+
+fn new_slot(dest: i32) -> Slot {
+    Slot {
+        dest,
+        hello: None,
+        started: false,
+        ready: false,
+        ended: false,
+        in_flight: HashMap::new(),
+    }
+}
+
+/// Completes a task's future from its rank's report; errors name the rank and host.
+fn settle(task: InFlight, outcome: Outcome, payload: &[u8], place: &str) {
+    match outcome {
+        Outcome::Ran(Status::Panicked(message)) => task.pending.finish(
+            task.name,
+            Status::Panicked(format!("{message}, {place}")),
+            payload,
+        ),
+        Outcome::Ran(status) => task.pending.finish(task.name, status, payload),
+        Outcome::Died { pid, reason } => task.pending.fail(Error::WorkerDied {
+            pid,
+            reason: format!("{reason}, in a local worker process {place}"),
+        }),
+        Outcome::TimedOut(timeout) => {
+            log::warn!(target: "concurrent_futures", "task `{}` ran past its timeout of {timeout:?} {place}; its local worker process was killed", task.name);
+            task.pending.fail(Error::TaskTimeout { timeout });
+        }
+        Outcome::Failed(failure) => task.pending.fail(failure.into_error(place)),
+    }
+}
