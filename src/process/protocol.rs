@@ -144,6 +144,7 @@ impl FrameBuf {
     }
 
     /// Appends bytes encoded elsewhere (an argument the MPI pool received already encoded).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn extend(&mut self, encoded: &[u8]) {
         self.bytes.extend_from_slice(encoded);
     }
