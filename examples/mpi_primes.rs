@@ -31,12 +31,12 @@ fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let mut d = 3;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 2;
@@ -90,7 +90,9 @@ fn main() -> Result<(), Error> {
     let started = Instant::now();
     let pool = MpiPoolExecutor::new(workers)?;
     let step = limit.div_ceil(ranges);
-    let tasks: Vec<(u64, u64)> = (0..ranges).map(|i| (i * step, ((i + 1) * step).min(limit))).collect();
+    let tasks: Vec<(u64, u64)> = (0..ranges)
+        .map(|i| (i * step, ((i + 1) * step).min(limit)))
+        .collect();
     let results: Vec<Counted> = pool
         .map_with(count_primes, tasks, MapOptions::new())?
         .collect::<Result<_, _>>()?;
@@ -98,7 +100,10 @@ fn main() -> Result<(), Error> {
     let how = if pool.spawned() { "spawned" } else { "mpirun" };
     println!("{} worker rank(s) ({how}):", pool.max_workers());
     for worker in pool.workers() {
-        println!("  rank {} on {} (pid {})", worker.rank, worker.host, worker.pid);
+        println!(
+            "  rank {} on {} (pid {})",
+            worker.rank, worker.host, worker.pid
+        );
     }
     let mut per_rank: BTreeMap<(String, String), u64> = BTreeMap::new();
     for counted in &results {
@@ -106,7 +111,9 @@ fn main() -> Result<(), Error> {
             "  [{:>9}, {:>9})  {:>6} primes   rank {} on {} (local worker pid {})",
             counted.start, counted.end, counted.primes, counted.rank, counted.host, counted.pid
         );
-        *per_rank.entry((counted.rank.clone(), counted.host.clone())).or_default() += 1;
+        *per_rank
+            .entry((counted.rank.clone(), counted.host.clone()))
+            .or_default() += 1;
     }
     let total: u64 = results.iter().map(|c| c.primes).sum();
     println!("primes below {limit}: {total}");

@@ -131,9 +131,13 @@ fn check(condition: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 
 fn submit_result(mode: &Mode) -> Result<(), String> {
     let pool = pool()?;
-    check(pool.spawned() == (*mode == Mode::Spawn), || "wrong mode".into())?;
+    check(pool.spawned() == (*mode == Mode::Spawn), || {
+        "wrong mode".into()
+    })?;
     let future = pool.submit(square, 7).map_err(|e| e.to_string())?;
-    check(future.result() == Ok(&49), || format!("{:?}", future.result()))?;
+    check(future.result() == Ok(&49), || {
+        format!("{:?}", future.result())
+    })?;
     // Through the trait, as generic code would.
     let generic = Executor::submit(&pool, square, 9).map_err(|e| e.to_string())?;
     check(generic.into_result() == Ok(81), || "trait submit".into())?;
@@ -148,7 +152,10 @@ fn submit_result(mode: &Mode) -> Result<(), String> {
         .collect();
     check(ranks.len() == WORKERS, || format!("ranks seen: {ranks:?}"))?;
     pool.shutdown(true);
-    check(matches!(pool.submit(square, 1), Err(Error::Shutdown)), || "submit after shutdown".into())
+    check(
+        matches!(pool.submit(square, 1), Err(Error::Shutdown)),
+        || "submit after shutdown".into(),
+    )
 }
 
 fn map_order(_: &Mode) -> Result<(), String> {
@@ -165,16 +172,26 @@ fn map_order(_: &Mode) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
-        check(got == expected, || format!("map with {options:?} out of order"))?;
+        check(got == expected, || {
+            format!("map with {options:?} out of order")
+        })?;
     }
     // A chunk yields its values up to its first failed item, then that error, then the map ends.
     let items: Vec<Result<u64, Error>> = pool
-        .map_with(square_or_panic_at_4, 0..10u64, MapOptions::new().chunksize(3))
+        .map_with(
+            square_or_panic_at_4,
+            0..10u64,
+            MapOptions::new().chunksize(3),
+        )
         .map_err(|e| e.to_string())?
         .collect();
     check(items.len() == 5, || format!("{items:?}"))?;
     check(
-        items[..4].iter().map(|r| r.clone().ok()).collect::<Vec<_>>() == [Some(0), Some(1), Some(4), Some(9)],
+        items[..4]
+            .iter()
+            .map(|r| r.clone().ok())
+            .collect::<Vec<_>>()
+            == [Some(0), Some(1), Some(4), Some(9)],
         || format!("{items:?}"),
     )?;
     check(
@@ -185,18 +202,26 @@ fn map_order(_: &Mode) -> Result<(), String> {
 
 fn panics(_: &Mode) -> Result<(), String> {
     let pool = pool()?;
-    let boom = pool.submit(panic_task, "boom".to_string()).map_err(|e| e.to_string())?;
+    let boom = pool
+        .submit(panic_task, "boom".to_string())
+        .map_err(|e| e.to_string())?;
     match boom.result() {
         Err(Error::Panicked { message }) => check(
-            message.contains("boom") && message.contains("mpi_pool.rs") && message.contains("MPI rank"),
+            message.contains("boom")
+                && message.contains("mpi_pool.rs")
+                && message.contains("MPI rank"),
             || format!("message lacks the text, location or rank: {message}"),
         )?,
         other => return Err(format!("expected a panic, got {other:?}")),
     }
     // The rank lives on.
-    check(pool.submit(square, 3).map_err(|e| e.to_string())?.into_result() == Ok(9), || {
-        "after the panic".into()
-    })
+    check(
+        pool.submit(square, 3)
+            .map_err(|e| e.to_string())?
+            .into_result()
+            == Ok(9),
+        || "after the panic".into(),
+    )
 }
 
 fn task_timeout(_: &Mode) -> Result<(), String> {
@@ -208,8 +233,12 @@ fn task_timeout(_: &Mode) -> Result<(), String> {
         matches!(late.result(), Err(Error::TaskTimeout { timeout }) if timeout == Duration::from_millis(300)),
         || format!("{:?}", late.result()),
     )?;
-    let fine = pool.submit_with_timeout(sleep_ms, 1, Duration::from_secs(60)).map_err(|e| e.to_string())?;
-    check(fine.into_result() == Ok(1), || "a short task under a timeout".into())?;
+    let fine = pool
+        .submit_with_timeout(sleep_ms, 1, Duration::from_secs(60))
+        .map_err(|e| e.to_string())?;
+    check(fine.into_result() == Ok(1), || {
+        "a short task under a timeout".into()
+    })?;
     let after: Vec<u64> = pool
         .map(square, 0..10u64)
         .map_err(|e| e.to_string())?
@@ -230,7 +259,9 @@ fn crash_isolated(_: &Mode) -> Result<(), String> {
         ok.push((i, pool.submit(square, i).map_err(|e| e.to_string())?));
     }
     for (i, future) in ok {
-        check(future.result() == Ok(&(i * i)), || format!("task {i}: {:?}", future.result()))?;
+        check(future.result() == Ok(&(i * i)), || {
+            format!("task {i}: {:?}", future.result())
+        })?;
     }
     for (future, signal) in [(aborted, "SIGABRT"), (segfault, "SIGSEGV")] {
         match future.result() {
@@ -241,9 +272,13 @@ fn crash_isolated(_: &Mode) -> Result<(), String> {
             other => return Err(format!("expected WorkerDied ({signal}), got {other:?}")),
         }
     }
-    check(pool.submit(square, 5).map_err(|e| e.to_string())?.into_result() == Ok(25), || {
-        "after the crashes".into()
-    })
+    check(
+        pool.submit(square, 5)
+            .map_err(|e| e.to_string())?
+            .into_result()
+            == Ok(25),
+        || "after the crashes".into(),
+    )
 }
 
 fn initializer(_: &Mode) -> Result<(), String> {
@@ -272,14 +307,22 @@ fn initializer(_: &Mode) -> Result<(), String> {
             && reason.contains("no level 3") && reason.contains("MPI rank")),
         || format!("{outcome:?}"),
     )?;
-    check(matches!(bad.submit(square, 2), Err(Error::Broken { .. })), || "submit on a broken pool".into())?;
+    check(
+        matches!(bad.submit(square, 2), Err(Error::Broken { .. })),
+        || "submit on a broken pool".into(),
+    )?;
     bad.shutdown(true);
     drop(bad);
     // The ranks serve the next pool.
     let again = pool()?;
-    check(again.submit(square, 4).map_err(|e| e.to_string())?.into_result() == Ok(16), || {
-        "a pool after the broken one".into()
-    })
+    check(
+        again
+            .submit(square, 4)
+            .map_err(|e| e.to_string())?
+            .into_result()
+            == Ok(16),
+        || "a pool after the broken one".into(),
+    )
 }
 
 fn spawn_failure(mode: &Mode) -> Result<(), String> {
@@ -287,7 +330,9 @@ fn spawn_failure(mode: &Mode) -> Result<(), String> {
         // The job's ranks are taken by one pool at a time; a second is refused clearly.
         let first = pool()?;
         let second = MpiPoolExecutor::new(1);
-        check(matches!(second, Err(Error::InvalidState(_))), || format!("{second:?}"))?;
+        check(matches!(second, Err(Error::InvalidState(_))), || {
+            format!("{second:?}")
+        })?;
         drop(first);
         return check(pool().is_ok(), || "a pool after the first".into());
     }
@@ -309,7 +354,8 @@ fn spawn_failure(mode: &Mode) -> Result<(), String> {
     let outcome = next.submit(square, 6).and_then(|f| f.into_result());
     eprintln!("a pool after the failed spawn: {outcome:?}");
     check(
-        matches!(&outcome, Ok(36)) || matches!(&outcome, Err(Error::Broken { reason }) if reason.contains("MPI_Comm_spawn")),
+        matches!(&outcome, Ok(36))
+            || matches!(&outcome, Err(Error::Broken { reason }) if reason.contains("MPI_Comm_spawn")),
         || format!("a pool after the failed spawn: {outcome:?}"),
     )
 }
@@ -329,13 +375,16 @@ fn cancel_futures(_: &Mode) -> Result<(), String> {
         .map(|i| pool.submit(square, i).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
     pool.shutdown_with(false, true);
-    check(queued.iter().all(|f| f.cancelled()), || "queued tasks were not cancelled".into())?;
-    check(!running.cancelled(), || "the running task was cancelled".into())?;
+    check(queued.iter().all(|f| f.cancelled()), || {
+        "queued tasks were not cancelled".into()
+    })?;
+    check(!running.cancelled(), || {
+        "the running task was cancelled".into()
+    })?;
     drop(conn);
-    check(
-        running.result() == Ok(&u32::from_le_bytes(pid)),
-        || format!("{:?}", running.result()),
-    )?;
+    check(running.result() == Ok(&u32::from_le_bytes(pid)), || {
+        format!("{:?}", running.result())
+    })?;
     pool.shutdown(true);
     let _ = std::fs::remove_file(&dir);
     Ok(())
@@ -348,19 +397,28 @@ fn ten_thousand(_: &Mode) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     for (i, future) in futures.into_iter().enumerate() {
         let i = i as u64;
-        check(future.into_result() == Ok(i * i), || format!("task {i} lost or wrong"))?;
+        check(future.into_result() == Ok(i * i), || {
+            format!("task {i} lost or wrong")
+        })?;
     }
     let sum: u64 = pool
         .map_with(square, 0..10_000u64, MapOptions::new().chunksize(100))
         .map_err(|e| e.to_string())?
         .sum::<Result<u64, _>>()
         .map_err(|e| e.to_string())?;
-    check(sum == (0..10_000u64).map(|i| i * i).sum::<u64>(), || "map sum".into())
+    check(sum == (0..10_000u64).map(|i| i * i).sum::<u64>(), || {
+        "map sum".into()
+    })
 }
 
 fn in_rank_mode(_: &Mode) -> Result<(), String> {
-    let refused = MpiPoolExecutor::builder().isolate(false).timeout(Duration::from_secs(1)).build();
-    check(matches!(refused, Err(Error::InvalidArgument(_))), || format!("{refused:?}"))?;
+    let refused = MpiPoolExecutor::builder()
+        .isolate(false)
+        .timeout(Duration::from_secs(1))
+        .build();
+    check(matches!(refused, Err(Error::InvalidArgument(_))), || {
+        format!("{refused:?}")
+    })?;
     let pool = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
         .isolate(false)
@@ -373,12 +431,20 @@ fn in_rank_mode(_: &Mode) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     check(values.iter().all(|&v| v == 7), || format!("{values:?}"))?;
-    let boom = pool.submit(panic_task, "in rank".into()).map_err(|e| e.to_string())?;
+    let boom = pool
+        .submit(panic_task, "in rank".into())
+        .map_err(|e| e.to_string())?;
     check(
         matches!(boom.result(), Err(Error::Panicked { message }) if message.contains("in rank") && message.contains("mpi_pool.rs")),
         || format!("{:?}", boom.result()),
     )?;
-    check(pool.submit(square, 8).map_err(|e| e.to_string())?.into_result() == Ok(64), || "after".into())
+    check(
+        pool.submit(square, 8)
+            .map_err(|e| e.to_string())?
+            .into_result()
+            == Ok(64),
+        || "after".into(),
+    )
 }
 
 fn sizes_and_guards(_: &Mode) -> Result<(), String> {
@@ -392,20 +458,39 @@ fn sizes_and_guards(_: &Mode) -> Result<(), String> {
         .max_frame_size(64 * 1024)
         .build()
         .map_err(|e| e.to_string())?;
-    let big_arg = pool.submit(byte_len, vec![1u8; 100_000]).map_err(|e| e.to_string())?;
-    check(matches!(big_arg.result(), Err(Error::Protocol(_))), || format!("{:?}", big_arg.result()))?;
-    let big_result = pool.submit(make_bytes, 100_000).map_err(|e| e.to_string())?;
-    check(matches!(big_result.result(), Err(Error::Protocol(_))), || format!("{:?}", big_result.result()))?;
+    let big_arg = pool
+        .submit(byte_len, vec![1u8; 100_000])
+        .map_err(|e| e.to_string())?;
+    check(matches!(big_arg.result(), Err(Error::Protocol(_))), || {
+        format!("{:?}", big_arg.result())
+    })?;
+    let big_result = pool
+        .submit(make_bytes, 100_000)
+        .map_err(|e| e.to_string())?;
+    check(
+        matches!(big_result.result(), Err(Error::Protocol(_))),
+        || format!("{:?}", big_result.result()),
+    )?;
     let fits = pool.submit(make_bytes, 60_000).map_err(|e| e.to_string())?;
-    check(fits.result().map(Vec::len) == Ok(60_000), || "a result that fits".into())?;
+    check(fits.result().map(Vec::len) == Ok(60_000), || {
+        "a result that fits".into()
+    })?;
     // A task cannot build a pool of its own, and its local worker process never started MPI.
-    let nested = pool.submit(nested_pool, ()).map_err(|e| e.to_string())?.into_result();
+    let nested = pool
+        .submit(nested_pool, ())
+        .map_err(|e| e.to_string())?
+        .into_result();
     check(
         matches!(&nested, Ok(text) if text.contains("workers do not spawn workers")),
         || format!("{nested:?}"),
     )?;
-    let threads = pool.submit(thread_count, ()).map_err(|e| e.to_string())?.into_result();
-    check(threads == Ok(1), || format!("a local worker process has {threads:?} threads: MPI started there?"))
+    let threads = pool
+        .submit(thread_count, ())
+        .map_err(|e| e.to_string())?
+        .into_result();
+    check(threads == Ok(1), || {
+        format!("a local worker process has {threads:?} threads: MPI started there?")
+    })
 }
 
 fn build_mismatch(_: &Mode) -> Result<(), String> {
@@ -464,7 +549,12 @@ fn launch(mut command: Command) -> (bool, String) {
     let log = std::env::temp_dir().join(format!("cf-mpi-test-{}-{n}.log", std::process::id()));
     let file = match std::fs::File::create(&log) {
         Ok(file) => file,
-        Err(error) => return (false, format!("could not create {}: {error}", log.display())),
+        Err(error) => {
+            return (
+                false,
+                format!("could not create {}: {error}", log.display()),
+            );
+        }
     };
     let (out, err) = match (file.try_clone(), file.try_clone()) {
         (Ok(out), Ok(err)) => (out, err),
@@ -498,7 +588,10 @@ fn launch(mut command: Command) -> (bool, String) {
     match outcome {
         Ok(Ok(status)) => (status.success() && text.contains("CASE PASSED"), text),
         Ok(Err(error)) => (false, format!("{error}\n{text}")),
-        Err(_) => (false, format!("timed out after {DEADLINE:?} (killed)\n{text}")),
+        Err(_) => (
+            false,
+            format!("timed out after {DEADLINE:?} (killed)\n{text}"),
+        ),
     }
 }
 
@@ -532,15 +625,21 @@ fn identity_launches(exe: &Path) -> Vec<(String, bool, String)> {
     let same = dir.join("same");
     let other = dir.join("other");
     let mut results = Vec::new();
-    let copy = std::fs::copy(exe, &same).and_then(|_| std::fs::copy(exe, &other)).and_then(|_| {
-        // Another modification time (as on another node), same bytes.
-        let file = std::fs::File::options().write(true).open(&same)?;
-        file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(86_400))?;
-        let mut file = std::fs::OpenOptions::new().append(true).open(&other)?;
-        file.write_all(&[0])
-    });
+    let copy = std::fs::copy(exe, &same)
+        .and_then(|_| std::fs::copy(exe, &other))
+        .and_then(|_| {
+            // Another modification time (as on another node), same bytes.
+            let file = std::fs::File::options().write(true).open(&same)?;
+            file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(86_400))?;
+            let mut file = std::fs::OpenOptions::new().append(true).open(&other)?;
+            file.write_all(&[0])
+        });
     if let Err(error) = copy {
-        return vec![("identity".into(), false, format!("could not prepare the copies: {error}"))];
+        return vec![(
+            "identity".into(),
+            false,
+            format!("could not prepare the copies: {error}"),
+        )];
     }
     for (name, workers, case) in [
         ("same_bytes_other_time", &same, "submit_result"),
@@ -607,19 +706,28 @@ fn main() {
         .register(init_ok)
         .register(init_fail)
         .register(read_init);
-    let registry = if mismatch { registry.register(only_in_main) } else { registry };
+    let registry = if mismatch {
+        registry.register(only_in_main)
+    } else {
+        registry
+    };
     registry.serve().expect("the test registry is valid");
 
     if let Some(at) = args.iter().position(|a| a == "--case") {
         let name = args.get(at + 1).cloned().unwrap_or_default();
-        let mode = if args.iter().any(|a| a == "spawn") { Mode::Spawn } else { Mode::Mpirun };
+        let mode = if args.iter().any(|a| a == "spawn") {
+            Mode::Spawn
+        } else {
+            Mode::Mpirun
+        };
         run_case(&name, mode);
     }
 
     // The launcher: a plain program that never built a pool has not started MPI (a single thread).
     let threads = thread_count(());
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let exe = std::env::current_exe().expect("the test executable");
     let mut results: Vec<(String, bool, String)> = Vec::new();
     if wanted("plain_program_does_not_start_mpi") {
@@ -630,13 +738,22 @@ fn main() {
         ));
     }
     if Command::new("mpirun").arg("--version").output().is_err() {
-        eprintln!("mpirun not found: install Open MPI (apt-get install -y openmpi-bin libopenmpi-dev libclang-dev)");
+        eprintln!(
+            "mpirun not found: install Open MPI (apt-get install -y openmpi-bin libopenmpi-dev libclang-dev)"
+        );
         std::process::exit(1);
     }
     let started = Instant::now();
     for (name, _) in CASES {
         for mode in [Mode::Mpirun, Mode::Spawn] {
-            let label = format!("{}::{name}", if mode == Mode::Mpirun { "mpirun" } else { "spawn" });
+            let label = format!(
+                "{}::{name}",
+                if mode == Mode::Mpirun {
+                    "mpirun"
+                } else {
+                    "spawn"
+                }
+            );
             if !wanted(&label) {
                 continue;
             }
@@ -659,7 +776,10 @@ fn main() {
         let mut command = spawn_command(&exe, "build_mismatch");
         command.arg("--mismatch");
         let (passed, output) = launch(command);
-        println!("test spawn::build_mismatch_names ... {}", if passed { "ok" } else { "FAILED" });
+        println!(
+            "test spawn::build_mismatch_names ... {}",
+            if passed { "ok" } else { "FAILED" }
+        );
         results.push(("spawn::build_mismatch_names".into(), passed, output));
     }
     if wanted("mpirun::same_bytes_other_time") || wanted("mpirun::other_bytes") {

@@ -138,7 +138,9 @@ pub(crate) fn dup(comm: Comm) -> Result<Comm, MpiError> {
     // SAFETY: reading a constant.
     let mut new = unsafe { ffi::RSMPI_COMM_NULL };
     // SAFETY: `comm` is valid; MPI writes the new handle.
-    check("MPI_Comm_dup", unsafe { ffi::MPI_Comm_dup(comm.0, &mut new) })?;
+    check("MPI_Comm_dup", unsafe {
+        ffi::MPI_Comm_dup(comm.0, &mut new)
+    })?;
     let new = Comm(new);
     set_errors_return(new)?;
     Ok(new)
@@ -165,7 +167,9 @@ pub(crate) fn parent() -> Result<Option<Comm>, MpiError> {
 pub(crate) fn rank(comm: Comm) -> Result<i32, MpiError> {
     let mut rank: c_int = 0;
     // SAFETY: `comm` is valid; writes one int.
-    check("MPI_Comm_rank", unsafe { ffi::MPI_Comm_rank(comm.0, &mut rank) })?;
+    check("MPI_Comm_rank", unsafe {
+        ffi::MPI_Comm_rank(comm.0, &mut rank)
+    })?;
     Ok(rank)
 }
 
@@ -173,7 +177,9 @@ pub(crate) fn rank(comm: Comm) -> Result<i32, MpiError> {
 pub(crate) fn size(comm: Comm) -> Result<i32, MpiError> {
     let mut size: c_int = 0;
     // SAFETY: `comm` is valid; writes one int.
-    check("MPI_Comm_size", unsafe { ffi::MPI_Comm_size(comm.0, &mut size) })?;
+    check("MPI_Comm_size", unsafe {
+        ffi::MPI_Comm_size(comm.0, &mut size)
+    })?;
     Ok(size)
 }
 
@@ -200,7 +206,8 @@ pub(crate) fn spawn(
     n: usize,
     info: &[(String, String)],
 ) -> Result<Comm, MpiError> {
-    let count = c_int::try_from(n).map_err(|_| MpiError::new("MPI_Comm_spawn", "too many workers"))?;
+    let count =
+        c_int::try_from(n).map_err(|_| MpiError::new("MPI_Comm_spawn", "too many workers"))?;
     let program = CString::new(program.as_os_str().as_bytes())
         .map_err(|_| MpiError::new("MPI_Comm_spawn", "the program path contains a NUL byte"))?;
     let args: Vec<CString> = args
@@ -236,14 +243,20 @@ pub(crate) fn spawn(
             .iter()
             .filter(|&&c| c != ffi::MPI_SUCCESS as c_int)
             .count();
-        let message = format!("{failed} of {n} processes did not start: {}", error_string(*code));
+        let message = format!(
+            "{failed} of {n} processes did not start: {}",
+            error_string(*code)
+        );
         if inter != null {
             let _ = disconnect(Comm(inter));
         }
         return Err(MpiError::new("MPI_Comm_spawn", message));
     }
     if inter == null {
-        return Err(MpiError::new("MPI_Comm_spawn", "no communicator was returned"));
+        return Err(MpiError::new(
+            "MPI_Comm_spawn",
+            "no communicator was returned",
+        ));
     }
     let inter = Comm(inter);
     set_errors_return(inter)?;
@@ -262,11 +275,16 @@ impl Info {
         // SAFETY: reading a constant.
         let mut info = unsafe { ffi::RSMPI_INFO_NULL };
         // SAFETY: writes one handle.
-        check("MPI_Info_create", unsafe { ffi::MPI_Info_create(&mut info) })?;
+        check("MPI_Info_create", unsafe {
+            ffi::MPI_Info_create(&mut info)
+        })?;
         let info = Info(info);
         for (key, value) in pairs {
             let (Ok(k), Ok(v)) = (CString::new(key.as_str()), CString::new(value.as_str())) else {
-                return Err(MpiError::new("MPI_Info_set", "a key or value contains a NUL byte"));
+                return Err(MpiError::new(
+                    "MPI_Info_set",
+                    "a key or value contains a NUL byte",
+                ));
             };
             // SAFETY: `info` is a valid info object; MPI copies the NUL-terminated strings.
             check("MPI_Info_set", unsafe {
@@ -396,11 +414,15 @@ pub(crate) fn try_receive(comm: Comm) -> Result<Option<(i32, Vec<u8>)>, MpiError
     check("MPI_Get_count", unsafe {
         ffi::MPI_Get_count(&status, ffi::RSMPI_UINT8_T, &mut count)
     })?;
-    let len = usize::try_from(count).map_err(|_| MpiError::new("MPI_Get_count", "a negative count"))?;
+    let len =
+        usize::try_from(count).map_err(|_| MpiError::new("MPI_Get_count", "a negative count"))?;
     let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(len)
-        .map_err(|_| MpiError::new("MPI_Mrecv", format!("no memory for a message of {len} bytes")))?;
+    bytes.try_reserve_exact(len).map_err(|_| {
+        MpiError::new(
+            "MPI_Mrecv",
+            format!("no memory for a message of {len} bytes"),
+        )
+    })?;
     // SAFETY: `bytes` has capacity for `len` bytes; MPI_Mrecv writes exactly the message's `count` bytes into
     // it, and `set_len` runs only after it succeeded.
     let rc = unsafe {

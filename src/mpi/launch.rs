@@ -114,9 +114,11 @@ pub(crate) fn serve_rank(installed: Result<&'static Installed, Error>, role: Rol
 pub(crate) fn main_started() -> Result<(), Error> {
     match role() {
         Role::Main => service().map(|_| ()),
-        _ if marked() && std::env::var_os(WORKER_ENV).is_none() => Err(Error::InvalidState(format!(
-            "this program was started with {MARKER}, which only an MpiPoolExecutor's MPI_Comm_spawn passes"
-        ))),
+        _ if marked() && std::env::var_os(WORKER_ENV).is_none() => {
+            Err(Error::InvalidState(format!(
+                "this program was started with {MARKER}, which only an MpiPoolExecutor's MPI_Comm_spawn passes"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -146,7 +148,10 @@ static SERVICE: OnceLock<Result<Service, Error>> = OnceLock::new();
 
 /// The program's MPI service, started (and MPI initialised) on first use.
 pub(crate) fn service() -> Result<&'static Service, Error> {
-    SERVICE.get_or_init(Service::start).as_ref().map_err(Clone::clone)
+    SERVICE
+        .get_or_init(Service::start)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 impl Service {

@@ -245,7 +245,10 @@ impl Manager {
                 let exe = match std::env::current_exe() {
                     Ok(exe) => exe,
                     Err(error) => {
-                        return self.fail_open(run, format!("cannot find the current executable: {error}"));
+                        return self.fail_open(
+                            run,
+                            format!("cannot find the current executable: {error}"),
+                        );
                     }
                 };
                 let info = &run.pool.config.spawn_info;
@@ -258,14 +261,20 @@ impl Manager {
                     Err(error) => {
                         return self.fail_open(
                             run,
-                            format!("could not start {n} MPI worker rank(s) of {}: {error}", exe.display()),
+                            format!(
+                                "could not start {n} MPI worker rank(s) of {}: {error}",
+                                exe.display()
+                            ),
                         );
                     }
                 }
             }
             Mode::Shared(n) => {
                 let Some(shared) = self.shared.as_mut() else {
-                    return self.fail_open(run, "this program was not started by mpirun with worker ranks".into());
+                    return self.fail_open(
+                        run,
+                        "this program was not started by mpirun with worker ranks".into(),
+                    );
                 };
                 shared.busy = true;
                 run.comm = Some(shared.comm);
@@ -303,7 +312,9 @@ impl Manager {
                         *entry = Some(hello);
                     }
                 }
-                _ => log::warn!(target: "concurrent_futures", "MPI rank {source} sent a message no pool expected"),
+                _ => {
+                    log::warn!(target: "concurrent_futures", "MPI rank {source} sent a message no pool expected")
+                }
             }
         }
         active
@@ -445,7 +456,8 @@ impl Manager {
             Ok(decoded) => decoded,
             Err(error) => {
                 let place = run.slots[index].place();
-                run.pool.break_with(Error::Protocol(format!("the worker {place} sent {error}")));
+                run.pool
+                    .break_with(Error::Protocol(format!("the worker {place} sent {error}")));
                 if run.phase != Phase::Ending {
                     self.end(run);
                 }
@@ -470,7 +482,9 @@ impl Manager {
                     let reason = match failure {
                         InitFailure::Failed(reason) => reason,
                         InitFailure::Returned(bytes) => match &run.pool.config.init_check {
-                            Some(check) => check(&bytes).err().unwrap_or_else(|| "it failed".into()),
+                            Some(check) => {
+                                check(&bytes).err().unwrap_or_else(|| "it failed".into())
+                            }
                             None => "it failed".into(),
                         },
                     };
@@ -540,7 +554,11 @@ impl Manager {
     /// Ends the session on every rank: spawned ranks are told to exit, shared ranks to end the session.
     fn end(&mut self, run: &mut Run) {
         run.phase = Phase::Ending;
-        let order = encode(if run.spawned { &Order::Exit } else { &Order::End });
+        let order = encode(if run.spawned {
+            &Order::Exit
+        } else {
+            &Order::End
+        });
         for i in 0..run.slots.len() {
             let slot = &run.slots[i];
             if run.spawned || slot.started {
@@ -647,10 +665,11 @@ impl Manager {
             run.pool.set_finished();
         }
         self.runs.clear();
-        if self.owns_mpi && sends.is_empty() {
-            if let Err(error) = comm::finalize() {
-                log::warn!(target: "concurrent_futures", "{error}");
-            }
+        if self.owns_mpi
+            && sends.is_empty()
+            && let Err(error) = comm::finalize()
+        {
+            log::warn!(target: "concurrent_futures", "{error}");
         }
     }
 }

@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 use self::launch::{Service, inside_worker, service};
-use self::shared::{Config, Job, Mode, Shared};
+use self::shared::{Config, InitCheck, Job, Mode, Shared};
 use self::wire::{Order, Session, encode};
 use crate::future::Promise;
 use crate::map::{Map, Partial, batches};
@@ -25,8 +25,8 @@ use crate::process::{Chunked, Pending, Typed, check_registered, check_zero_sized
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::{Error, Executor, Future, MapOptions, Payload};
 
-pub use self::shared::WorkerRank;
 pub(crate) use self::launch::{Role, main_started, role, serve_rank};
+pub use self::shared::WorkerRank;
 
 /// The default largest message (an encoded argument or result plus a small header): 1 GiB.
 const DEFAULT_MAX_FRAME: usize = 1 << 30;
@@ -135,9 +135,6 @@ pub struct MpiPoolBuilder {
     spawn_info: Vec<(String, String)>,
     initializer: Option<Result<PendingInit, Error>>,
 }
-
-/// Reads an initializer's encoded `Result<(), E>`: `Err(reason)` if it failed.
-type InitCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
 
 /// An initializer as given to the builder.
 struct PendingInit {

@@ -275,7 +275,9 @@ impl Runner {
                 Some(bytes) => InitFailure::Returned(bytes),
                 None => InitFailure::Failed(error.to_string()),
             }),
-            _ => Err(InitFailure::Failed("the local workers did not start".into())),
+            _ => Err(InitFailure::Failed(
+                "the local workers did not start".into(),
+            )),
         }
     }
 

@@ -9,6 +9,9 @@ use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering};
 
 use super::wire::Session;
 
+/// Reads an initializer's encoded `Result<(), E>`: `Err(reason)` if it failed.
+pub(crate) type InitCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
 /// A task waiting for a rank.
 pub(crate) struct Job {
     pub(crate) id: u64,
@@ -32,7 +35,7 @@ pub(crate) struct Config {
     pub(crate) mode: Mode,
     pub(crate) session: Session,
     /// Decodes the initializer's encoded `Result<(), E>`: `Err(reason)` if it failed.
-    pub(crate) init_check: Option<Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>>,
+    pub(crate) init_check: Option<InitCheck>,
     /// Extra `MPI_Info` keys for `MPI_Comm_spawn`.
     pub(crate) spawn_info: Vec<(String, String)>,
     pub(crate) startup_timeout: std::time::Duration,

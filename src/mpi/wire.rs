@@ -95,7 +95,10 @@ pub(crate) enum Report {
     /// The session is set up: the initializer's outcome.
     Ready(Result<(), InitFailure>),
     /// A task finished; with [`Outcome::Ran`]`(`[`Status::Ok`]`)` its encoded result follows.
-    Done { id: u64, outcome: Outcome },
+    Done {
+        id: u64,
+        outcome: Outcome,
+    },
     /// The session ended; the rank waits for the next.
     Ended,
 }

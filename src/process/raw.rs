@@ -143,7 +143,11 @@ impl RawPool {
 
     /// Starts every worker now (each runs the initializer first); `done` gets `Ok` once all `n` answered, or the
     /// first error (an initializer that failed breaks the pool: [`Error::Broken`] with its reason).
-    pub(crate) fn start_workers(&self, n: usize, done: impl FnOnce(Result<(), Error>) + Send + 'static) {
+    pub(crate) fn start_workers(
+        &self,
+        n: usize,
+        done: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) {
         let state = Arc::new(Mutex::new((n, Some(done))));
         for _ in 0..n {
             let state = state.clone();
@@ -191,7 +195,13 @@ impl Drop for RawPool {
 }
 
 /// A process-pool call frame for `name` with an argument encoded elsewhere.
-fn call_frame(id: u64, name: &str, chunk: bool, arg: &[u8], max_frame: usize) -> Result<Vec<u8>, Error> {
+fn call_frame(
+    id: u64,
+    name: &str,
+    chunk: bool,
+    arg: &[u8],
+    max_frame: usize,
+) -> Result<Vec<u8>, Error> {
     let mut frame = FrameBuf::new(&Call { id, name, chunk })
         .map_err(|error| Error::Serialization(error.to_string()))?;
     frame.extend(arg);

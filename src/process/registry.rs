@@ -207,7 +207,10 @@ impl Registry {
         #[cfg(feature = "mpi")]
         {
             let role = crate::mpi::role();
-            if matches!(role, crate::mpi::Role::WorkerRank | crate::mpi::Role::Spawned) {
+            if matches!(
+                role,
+                crate::mpi::Role::WorkerRank | crate::mpi::Role::Spawned
+            ) {
                 let installed = self.install();
                 crate::mpi::serve_rank(installed, role)
             }
