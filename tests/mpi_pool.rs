@@ -502,6 +502,32 @@ fn build_mismatch(_: &Mode) -> Result<(), String> {
     )
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// An idle pool costs almost no CPU in the program: its MPI thread waits without polling when nothing is in
+/// flight (also once the startup timeout has passed). This measures idleness itself, so it sleeps.
+fn idle_costs_no_cpu(_: &Mode) -> Result<(), String> {
+    let pool = MpiPoolExecutor::builder()
+        .max_workers(WORKERS)
+        .startup_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    check(pool.submit(square, 2).map_err(|e| e.to_string())?.into_result() == Ok(4), || "first task".into())?;
+    std::thread::sleep(Duration::from_millis(2500)); // past the startup timeout
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time().saturating_sub(before);
+    check(used < Duration::from_millis(300), || format!("an idle pool used {used:?} of CPU in 2 s"))?;
+    check(pool.submit(square, 3).map_err(|e| e.to_string())?.into_result() == Ok(9), || "after idling".into())
+}
+
 const CASES: &[(&str, Case)] = &[
     ("submit_result", submit_result),
     ("map_order", map_order),
@@ -514,6 +540,7 @@ const CASES: &[(&str, Case)] = &[
     ("ten_thousand", ten_thousand),
     ("in_rank_mode", in_rank_mode),
     ("sizes_and_guards", sizes_and_guards),
+    ("idle_costs_no_cpu", idle_costs_no_cpu),
 ];
 
 // ---------------------------------------------------------------------------------------------------------------

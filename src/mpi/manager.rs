@@ -183,11 +183,18 @@ impl Manager {
                 backoff.reset();
                 continue;
             }
-            let now = Instant::now();
             let deadline = if self.expecting() {
-                Some(now + backoff.next())
+                match backoff.next() {
+                    Duration::ZERO => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    wait => Some(Instant::now() + wait),
+                }
             } else {
-                self.runs.iter().map(|run| run.deadline).min()
+                // Nothing can arrive: sleep until a pool sends a command. (A startup deadline matters only while
+                // hellos are awaited, and then `expecting` holds.)
+                None
             };
             match self.commands.pop_until(deadline) {
                 Pop::Item(command) => {
@@ -254,6 +261,8 @@ impl Manager {
                 let info = &run.pool.config.spawn_info;
                 match comm::spawn(&exe, &[super::launch::MARKER], n, info) {
                     Ok(inter) => {
+                        // The startup timeout counts from here: the spawn itself waited for MPI_Init.
+                        run.deadline = Instant::now() + run.pool.config.startup_timeout;
                         run.comm = Some(inter);
                         run.spawned = true;
                         run.slots = (0..n as i32).map(new_slot).collect();

@@ -119,7 +119,7 @@ fn receive(link: &Link, backoff: &mut Backoff) -> Result<Vec<u8>, i32> {
                 backoff.reset();
                 return Ok(bytes);
             }
-            Ok(None) => std::thread::sleep(backoff.next()),
+            Ok(None) => backoff.pause(),
             Err(error) => {
                 eprintln!("concurrent_futures MPI worker: {error}");
                 return Err(EXIT_PROTOCOL);
@@ -172,9 +172,10 @@ fn run_session(link: &Link, installed: &'static Installed, session: Session) -> 
             backoff.reset();
             continue;
         }
-        let wait = backoff.next();
-        if runner.running > 0 {
-            // Wakes as soon as a local task finishes.
+        if runner.running >= runner.slots {
+            // Every slot is busy, so the manager sends nothing until a report goes out (only `Exit`, at the
+            // program's exit, may come): wait for a local task to finish, waking at once when one does.
+            let wait = Duration::from_millis(1);
             if let Pop::Item(report) = runner.reports.pop_until(Some(Instant::now() + wait)) {
                 runner.running -= 1;
                 backoff.reset();
@@ -183,7 +184,7 @@ fn run_session(link: &Link, installed: &'static Installed, session: Session) -> 
                 }
             }
         } else {
-            std::thread::sleep(wait);
+            backoff.pause();
         }
     }
 }
@@ -195,6 +196,8 @@ struct Runner {
     /// Finished tasks' reports, ready to send.
     reports: Arc<Queue<Vec<u8>>>,
     running: usize,
+    /// How many tasks the manager sends at most at once.
+    slots: usize,
     max_frame: usize,
 }
 
@@ -232,6 +235,7 @@ impl Runner {
             local: None,
             reports: Arc::new(Queue::new(None)),
             running: 0,
+            slots: session.slots.max(1) as usize,
             max_frame: session.max_frame as usize,
         }
     }

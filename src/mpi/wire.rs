@@ -4,7 +4,7 @@
 //! them, so the same registry runs them.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -225,30 +225,49 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     Ok((size, hash))
 }
 
-/// Waiting without burning a core (as mpi4py does): the first waits are short, then each doubles, up to 1 ms.
+/// Waiting for MPI messages without burning a core (MPI cannot wake a sleeping thread): for a short window after
+/// the last message the caller only yields between polls (the next message of a busy pool comes within
+/// microseconds, and a sleep costs tens of microseconds of timer slack); after that each wait doubles, from 1 µs up
+/// to 1 ms, as mpi4py's backoff does, so an idle rank costs about a thousand polls a second.
 pub(crate) struct Backoff {
     wait: Duration,
+    active_at: Instant,
 }
 
 impl Backoff {
+    const SPIN: Duration = Duration::from_micros(200);
     const MIN: Duration = Duration::from_micros(1);
     const MAX: Duration = Duration::from_millis(1);
 
     pub(crate) fn new() -> Self {
         Backoff {
             wait: Duration::ZERO,
+            active_at: Instant::now(),
         }
     }
 
-    /// Something happened: the next wait starts short again.
+    /// Something happened: poll eagerly again for a while.
     pub(crate) fn reset(&mut self) {
         self.wait = Duration::ZERO;
+        self.active_at = Instant::now();
     }
 
-    /// How long to wait now (zero at first: just yield); each call doubles the next wait.
+    /// How long to wait before the next poll: zero (just yield) within the window after the last message, then
+    /// doubling waits.
     pub(crate) fn next(&mut self) -> Duration {
+        if self.active_at.elapsed() < Self::SPIN {
+            return Duration::ZERO;
+        }
         let wait = self.wait;
         self.wait = (self.wait * 2).clamp(Self::MIN, Self::MAX);
         wait
+    }
+
+    /// Waits as [`next`](Self::next) says: yields, or sleeps.
+    pub(crate) fn pause(&mut self) {
+        match self.next() {
+            Duration::ZERO => std::thread::yield_now(),
+            wait => std::thread::sleep(wait),
+        }
     }
 }
