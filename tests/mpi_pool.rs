@@ -293,6 +293,7 @@ fn initializer(_: &Mode) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     check(values.iter().all(|&v| v == 42), || format!("{values:?}"))?;
+    let first_workers = good.workers();
     good.shutdown(true);
     drop(good);
 
@@ -313,7 +314,7 @@ fn initializer(_: &Mode) -> Result<(), String> {
     )?;
     bad.shutdown(true);
     drop(bad);
-    // The ranks serve the next pool.
+    // The same ranks serve the next pool (spawned ones are not spawned again).
     let again = pool()?;
     check(
         again
@@ -322,7 +323,10 @@ fn initializer(_: &Mode) -> Result<(), String> {
             .into_result()
             == Ok(16),
         || "a pool after the broken one".into(),
-    )
+    )?;
+    check(again.workers() == first_workers, || {
+        format!("other ranks: {:?} then {first_workers:?}", again.workers())
+    })
 }
 
 fn spawn_failure(mode: &Mode) -> Result<(), String> {
@@ -506,8 +510,15 @@ fn build_mismatch(_: &Mode) -> Result<(), String> {
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The fields after the command name (which is in parentheses and may contain spaces).
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
@@ -519,13 +530,27 @@ fn idle_costs_no_cpu(_: &Mode) -> Result<(), String> {
         .startup_timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
-    check(pool.submit(square, 2).map_err(|e| e.to_string())?.into_result() == Ok(4), || "first task".into())?;
+    check(
+        pool.submit(square, 2)
+            .map_err(|e| e.to_string())?
+            .into_result()
+            == Ok(4),
+        || "first task".into(),
+    )?;
     std::thread::sleep(Duration::from_millis(2500)); // past the startup timeout
     let before = cpu_time();
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_time().saturating_sub(before);
-    check(used < Duration::from_millis(300), || format!("an idle pool used {used:?} of CPU in 2 s"))?;
-    check(pool.submit(square, 3).map_err(|e| e.to_string())?.into_result() == Ok(9), || "after idling".into())
+    check(used < Duration::from_millis(300), || {
+        format!("an idle pool used {used:?} of CPU in 2 s")
+    })?;
+    check(
+        pool.submit(square, 3)
+            .map_err(|e| e.to_string())?
+            .into_result()
+            == Ok(9),
+        || "after idling".into(),
+    )
 }
 
 const CASES: &[(&str, Case)] = &[

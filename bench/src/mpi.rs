@@ -63,26 +63,38 @@ pub fn sections(cfg: &Config) -> (Section, Section) {
         cfg.process_chunksize,
     );
     let submit = vec![
-        Contender::new("concurrent-futures `MpiPoolExecutor` (isolated: a local worker process per rank)", Kind::Ours, move || {
-            submit_wait(w, n, true)
-        }),
-        Contender::new("concurrent-futures `MpiPoolExecutor` with `isolate(false)`", Kind::OursVariant, move || {
-            submit_wait(w, n, false)
-        }),
-        Contender::new("mpi4py.futures `MPIPoolExecutor`", Kind::Python, move || {
-            mpi4py("submit", w, n, c)
-        }),
+        Contender::new(
+            "concurrent-futures `MpiPoolExecutor` (isolated: a local worker process per rank)",
+            Kind::Ours,
+            move || submit_wait(w, n, true),
+        ),
+        Contender::new(
+            "concurrent-futures `MpiPoolExecutor` with `isolate(false)`",
+            Kind::OursVariant,
+            move || submit_wait(w, n, false),
+        ),
+        Contender::new(
+            "mpi4py.futures `MPIPoolExecutor`",
+            Kind::Python,
+            move || mpi4py("submit", w, n, c),
+        ),
     ];
     let map = vec![
-        Contender::new("concurrent-futures `MpiPoolExecutor` (isolated: a local worker process per rank)", Kind::Ours, move || {
-            map_chunked(w, mn, c, true)
-        }),
-        Contender::new("concurrent-futures `MpiPoolExecutor` with `isolate(false)`", Kind::OursVariant, move || {
-            map_chunked(w, mn, c, false)
-        }),
-        Contender::new("mpi4py.futures `MPIPoolExecutor`", Kind::Python, move || {
-            mpi4py("map", w, mn, c)
-        }),
+        Contender::new(
+            "concurrent-futures `MpiPoolExecutor` (isolated: a local worker process per rank)",
+            Kind::Ours,
+            move || map_chunked(w, mn, c, true),
+        ),
+        Contender::new(
+            "concurrent-futures `MpiPoolExecutor` with `isolate(false)`",
+            Kind::OursVariant,
+            move || map_chunked(w, mn, c, false),
+        ),
+        Contender::new(
+            "mpi4py.futures `MPIPoolExecutor`",
+            Kind::Python,
+            move || mpi4py("map", w, mn, c),
+        ),
     ];
     let spawned = format!(
         "Both sides run as a singleton that spawns {w} worker ranks with `MPI_Comm_spawn` (Open MPI, shared \
@@ -97,7 +109,9 @@ pub fn sections(cfg: &Config) -> (Section, Section) {
     };
     let map = Section {
         title: format!("7b. MPI pool, {w} worker ranks: `map` with chunksize {c}, per item"),
-        how: format!("{spawned} `map` of `x + 1` over {mn} integers with `chunksize({c})`, consumed to the end."),
+        how: format!(
+            "{spawned} `map` of `x + 1` over {mn} integers with `chunksize({c})`, consumed to the end."
+        ),
         unit: Unit::Nanos,
         series: interleave(map, cfg.warmup.min(1), cfg.map_rounds),
         skipped: Vec::new(),
@@ -108,7 +122,12 @@ pub fn sections(cfg: &Config) -> (Section, Section) {
 /// Issue 10's targets: at least 10x mpi4py per task, 3x per item chunked (for the default, isolated pool; the
 /// in-rank variant is listed too).
 pub fn targets(submit: &Section, map: &Section) -> Vec<Target> {
-    let variant = |s: &Section| s.series.iter().find(|s| s.kind == Kind::OursVariant).cloned();
+    let variant = |s: &Section| {
+        s.series
+            .iter()
+            .find(|s| s.kind == Kind::OursVariant)
+            .cloned()
+    };
     let (submit_variant, map_variant) = (variant(submit), variant(map));
     vec![
         Target::ratio(

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::process::{Installed, WORKER_ENV, installed};
-use crate::sync::{Arc, AtomicBool, OnceLock, Ordering, Pop, Queue, thread, thread_local};
+use crate::sync::{
+    Arc, AtomicBool, Condvar, Mutex, OnceLock, Ordering, Pop, Queue, thread, thread_local,
+};
 
 use super::comm;
-use super::manager::{Command, Latch, Manager};
+use super::manager::{Command, Manager};
 use super::rank::{self, Link};
 use super::shared::Shared;
 use super::wire::build_of;
@@ -120,6 +122,37 @@ pub(crate) fn main_started() -> Result<(), Error> {
             )))
         }
         _ => Ok(()),
+    }
+}
+
+/// A one-shot flag to wait on.
+pub(crate) struct Latch {
+    set: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Latch {
+    pub(crate) fn new() -> Self {
+        Latch {
+            set: Mutex::new(false),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn set(&self) {
+        *self.set.lock() = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until set or `deadline`; whether it was set.
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
+        let mut set = self.set.lock();
+        while !*set {
+            if self.changed.wait_until(&mut set, deadline) {
+                return *set;
+            }
+        }
+        true
     }
 }
 

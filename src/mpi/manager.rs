@@ -6,18 +6,16 @@
 //! may arrive (MPI has no way to wake a thread blocked on a queue), and without a deadline when nothing is in
 //! flight, so an idle program costs no CPU.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::process::{Pending, Status};
-use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, Pop, Queue};
+use crate::sync::{Arc, AtomicBool, Ordering, Pop, Queue};
 
-use super::comm::{self, Comm, Sending};
+use super::comm::{self, Comm};
+use super::launch::Latch;
+use super::run::{InFlight, Phase, Run, new_slot, settle, verify_hello};
 use super::shared::{Mode, Shared, WorkerRank};
-use super::wire::{
-    Backoff, Build, Hello, InitFailure, MAGIC, Order, Outcome, Report, VERSION, decode, encode,
-};
+use super::wire::{Backoff, Build, Hello, InitFailure, Order, Report, decode, encode};
 
 /// What pools (and the exit hook) ask of the MPI thread.
 pub(crate) enum Command {
@@ -27,37 +25,6 @@ pub(crate) enum Command {
     Wake,
     /// The program is exiting: end everything, finalise MPI, then set the latch.
     Finalize(Arc<Latch>),
-}
-
-/// A one-shot flag to wait on.
-pub(crate) struct Latch {
-    set: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Latch {
-    pub(crate) fn new() -> Self {
-        Latch {
-            set: Mutex::new(false),
-            changed: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn set(&self) {
-        *self.set.lock() = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits until set or `deadline`; whether it was set.
-    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
-        let mut set = self.set.lock();
-        while !*set {
-            if self.changed.wait_until(&mut set, deadline) {
-                return *set;
-            }
-        }
-        true
-    }
 }
 
 /// The MPI thread's view of the program's worker ranks in shared mode (`mpirun -n N`): ranks 1..N-1 of a private
@@ -70,53 +37,12 @@ struct SharedRanks {
     busy: bool,
 }
 
-/// Where the pool is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for every rank's hello.
-    Hello,
-    /// Ranks are running the initializer.
-    Starting,
-    Running,
-    /// Told the ranks to end the session; waiting for them.
-    Ending,
-    Done,
-}
-
-/// A task a rank holds.
-struct InFlight {
-    name: &'static str,
-    pending: Box<dyn Pending>,
-}
-
-/// One worker rank of a running pool.
-struct Slot {
-    dest: i32,
-    hello: Option<Hello>,
-    started: bool,
-    ready: bool,
-    ended: bool,
-    in_flight: HashMap<u64, InFlight>,
-}
-
-impl Slot {
-    fn place(&self) -> String {
-        match &self.hello {
-            Some(hello) => format!("on MPI rank {} ({})", hello.rank, hello.host),
-            None => format!("on MPI rank {}", self.dest),
-        }
-    }
-}
-
-/// The MPI thread's state for one pool.
-struct Run {
-    pool: Arc<Shared>,
-    comm: Option<Comm>,
-    spawned: bool,
-    phase: Phase,
-    slots: Vec<Slot>,
-    sends: Vec<Sending>,
-    deadline: Instant,
+/// Spawned worker ranks whose pool is done: they wait, connected, for the next pool of the same size and spawn
+/// settings (spawning again and again is slow, and Open MPI 4's singleton can hang in a long series of spawns).
+struct Spare {
+    comm: Comm,
+    hellos: Vec<Hello>,
+    info: Vec<(String, String)>,
 }
 
 pub(crate) struct Manager {
@@ -125,6 +51,7 @@ pub(crate) struct Manager {
     build: Build,
     shared: Option<SharedRanks>,
     runs: Vec<Run>,
+    spares: Vec<Spare>,
     /// Set by the pool that claims the shared ranks; cleared here when it is done with them.
     shared_claimed: Arc<AtomicBool>,
     /// Whether this thread initialised MPI (and so finalises it).
@@ -150,6 +77,7 @@ impl Manager {
                 busy: false,
             }),
             runs: Vec::new(),
+            spares: Vec::new(),
             shared_claimed,
             owns_mpi,
         }
@@ -246,9 +174,28 @@ impl Manager {
             slots: Vec::new(),
             sends: Vec::new(),
             deadline,
+            reusable: true,
         };
         match run.pool.config.mode {
             Mode::Spawn(n) => {
+                let info = &run.pool.config.spawn_info;
+                if let Some(at) = self
+                    .spares
+                    .iter()
+                    .position(|spare| spare.hellos.len() == n && spare.info == *info)
+                {
+                    let spare = self.spares.swap_remove(at);
+                    run.comm = Some(spare.comm);
+                    run.spawned = true;
+                    run.slots = (0..n as i32).map(new_slot).collect();
+                    for (slot, hello) in run.slots.iter_mut().zip(spare.hellos) {
+                        slot.hello = Some(hello);
+                    }
+                    self.runs.push(run);
+                    return;
+                }
+                // Ranks of another size wait in vain: they leave before new ones start.
+                self.retire_spares();
                 let exe = match std::env::current_exe() {
                     Ok(exe) => exe,
                     Err(error) => {
@@ -258,7 +205,6 @@ impl Manager {
                         );
                     }
                 };
-                let info = &run.pool.config.spawn_info;
                 match comm::spawn(&exe, &[super::launch::MARKER], n, info) {
                     Ok(inter) => {
                         // The startup timeout counts from here: the spawn itself waited for MPI_Init.
@@ -366,6 +312,7 @@ impl Manager {
                     self.check_hellos(run);
                     active = true;
                 } else if Instant::now() >= run.deadline {
+                    run.reusable = false;
                     let limit = run.pool.config.startup_timeout;
                     run.pool.break_with(Error::Broken {
                         reason: format!(
@@ -379,7 +326,7 @@ impl Manager {
             }
             Phase::Running => active |= self.dispatch(run),
             Phase::Ending => {
-                let ended = if run.spawned {
+                let ended = if run.spawned && !run.reusable {
                     run.sends.is_empty()
                 } else {
                     run.slots.iter().all(|slot| !slot.started || slot.ended)
@@ -408,26 +355,11 @@ impl Manager {
             if problem.is_some() {
                 continue;
             }
-            let place = slot.place();
-            if hello.magic != MAGIC || hello.version != VERSION {
-                problem = Some(Error::Protocol(format!(
-                    "the worker {place} speaks protocol version {}, this pool speaks version {VERSION}",
-                    hello.version
-                )));
-            } else if let Some(error) = &hello.registry_error {
-                problem = Some(Error::Protocol(format!(
-                    "the task registry of the worker {place} is unusable: {error}"
-                )));
-            } else if hello.build != self.build {
-                problem = Some(Error::Protocol(format!(
-                    "the worker {place} runs a different build of the program than this process \
-                     (worker: {}; this process: {}); every rank must run the same executable",
-                    hello.build, self.build
-                )));
-            }
+            problem = verify_hello(hello, &self.build, &slot.place()).err();
         }
         run.pool.state.lock().workers = workers;
         if let Some(error) = problem {
+            run.reusable = false;
             run.pool.break_with(error);
             self.end(run);
             return;
@@ -560,17 +492,15 @@ impl Manager {
         sent
     }
 
-    /// Ends the session on every rank: spawned ranks are told to exit, shared ranks to end the session.
+    /// Ends the session on every rank: ranks that may serve again end the session, spawned ranks that failed
+    /// their checks are told to exit.
     fn end(&mut self, run: &mut Run) {
         run.phase = Phase::Ending;
-        let order = encode(if run.spawned {
-            &Order::Exit
-        } else {
-            &Order::End
-        });
+        let exit = run.spawned && !run.reusable;
+        let order = encode(if exit { &Order::Exit } else { &Order::End });
         for i in 0..run.slots.len() {
             let slot = &run.slots[i];
-            if run.spawned || slot.started {
+            if exit || slot.started {
                 let dest = slot.dest;
                 if !self.send(run, dest, order.clone()) {
                     return;
@@ -585,17 +515,50 @@ impl Manager {
         // left connected rather than blocking this thread.
         let all_alive = run.slots.iter().all(|slot| slot.hello.is_some());
         if run.spawned
-            && all_alive
             && let Some(inter) = run.comm.take()
-            && let Err(error) = comm::disconnect(inter)
         {
-            log::warn!(target: "concurrent_futures", "disconnecting the MPI worker ranks: {error}");
+            if run.reusable {
+                self.spares.push(Spare {
+                    comm: inter,
+                    hellos: run
+                        .slots
+                        .iter_mut()
+                        .filter_map(|slot| slot.hello.take())
+                        .collect(),
+                    info: run.pool.config.spawn_info.clone(),
+                });
+            } else if all_alive && let Err(error) = comm::disconnect(inter) {
+                log::warn!(target: "concurrent_futures", "disconnecting the MPI worker ranks: {error}");
+            }
         }
         if !run.spawned {
             self.release_shared();
         }
         run.phase = Phase::Done;
         run.pool.set_finished();
+    }
+
+    /// Tells the spare spawned ranks to exit and disconnects them.
+    fn retire_spares(&mut self) {
+        let spares = std::mem::take(&mut self.spares);
+        if spares.is_empty() {
+            return;
+        }
+        let exit = encode(&Order::Exit);
+        let mut sends = Vec::new();
+        for spare in &spares {
+            for dest in 0..spare.hellos.len() as i32 {
+                if let Ok(sending) = comm::isend(spare.comm, dest, exit.clone()) {
+                    sends.push(sending);
+                }
+            }
+        }
+        complete(sends, Duration::from_secs(10));
+        for spare in spares {
+            if let Err(error) = comm::disconnect(spare.comm) {
+                log::warn!(target: "concurrent_futures", "disconnecting spare MPI worker ranks: {error}");
+            }
+        }
     }
 
     /// Frees the shared ranks for the next pool.
@@ -661,12 +624,8 @@ impl Manager {
                 }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut backoff = Backoff::new();
-        while !sends.is_empty() && Instant::now() < deadline {
-            sends.retain_mut(|sending| matches!(sending.test(), Ok(false)));
-            std::thread::sleep(backoff.next());
-        }
+        let sent = complete(sends, Duration::from_secs(10));
+        self.retire_spares();
         for inter in spawned {
             let _ = comm::disconnect(inter);
         }
@@ -675,7 +634,7 @@ impl Manager {
         }
         self.runs.clear();
         if self.owns_mpi
-            && sends.is_empty()
+            && sent
             && let Err(error) = comm::finalize()
         {
             log::warn!(target: "concurrent_futures", "{error}");
@@ -683,34 +642,13 @@ impl Manager {
     }
 }
 
-fn new_slot(dest: i32) -> Slot {
-    Slot {
-        dest,
-        hello: None,
-        started: false,
-        ready: false,
-        ended: false,
-        in_flight: HashMap::new(),
+/// Waits (polling) until every send completed, at most `limit`; whether they all did.
+fn complete(mut sends: Vec<comm::Sending>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut backoff = Backoff::new();
+    while !sends.is_empty() && Instant::now() < deadline {
+        sends.retain_mut(|sending| matches!(sending.test(), Ok(false)));
+        backoff.pause();
     }
-}
-
-/// Completes a task's future from its rank's report; errors name the rank and host.
-fn settle(task: InFlight, outcome: Outcome, payload: &[u8], place: &str) {
-    match outcome {
-        Outcome::Ran(Status::Panicked(message)) => task.pending.finish(
-            task.name,
-            Status::Panicked(format!("{message}, {place}")),
-            payload,
-        ),
-        Outcome::Ran(status) => task.pending.finish(task.name, status, payload),
-        Outcome::Died { pid, reason } => task.pending.fail(Error::WorkerDied {
-            pid,
-            reason: format!("{reason}, in a local worker process {place}"),
-        }),
-        Outcome::TimedOut(timeout) => {
-            log::warn!(target: "concurrent_futures", "task `{}` ran past its timeout of {timeout:?} {place}; its local worker process was killed", task.name);
-            task.pending.fail(Error::TaskTimeout { timeout });
-        }
-        Outcome::Failed(failure) => task.pending.fail(failure.into_error(place)),
-    }
+    sends.is_empty()
 }

@@ -3,13 +3,14 @@
 //!
 //! Tasks are the functions the program registers with [`process_main!`](crate::process_main); the same line
 //! makes a worker rank serve them. One thread of the program (the MPI thread, `manager.rs`) makes every MPI call;
-//! worker ranks run `rank.rs`; messages are in `wire.rs`, the MPI calls in `comm.rs`, roles and start-up in
+//! each pool's ranks and tasks are in `run.rs`; worker ranks run `rank.rs`; messages are in `wire.rs`, the MPI calls in `comm.rs`, roles and start-up in
 //! `launch.rs`.
 
 mod comm;
 mod launch;
 mod manager;
 mod rank;
+mod run;
 mod shared;
 mod wire;
 
@@ -45,7 +46,9 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// - **Shared pool**: `mpirun -n N prog`. Rank 0 runs `main`; ranks 1..N-1 never return from
 ///   [`process_main!`](crate::process_main) and serve rank 0's pool (N-1 workers, or fewer with `max_workers`).
 /// - **Spawn**: a program started normally (or by `mpirun -n 1`) spawns `max_workers` worker ranks with
-///   `MPI_Comm_spawn` (the same executable, with a marker argument), and disconnects them at shutdown.
+///   `MPI_Comm_spawn` (the same executable, with a marker argument). After the pool's shutdown they stay
+///   connected and idle, and serve the program's next pool of the same size (spawning again is slow); they leave
+///   when the program exits.
 ///
 /// MPI is initialised only in a process started by an MPI launcher, or spawned as a worker, or when the program
 /// builds its first pool; never in a program that does not use one.
@@ -505,7 +508,7 @@ impl MpiPoolExecutor {
     }
 
     /// Stops accepting tasks (Python's `shutdown(wait)`); queued tasks still run. With `wait`, returns once
-    /// they have finished and the workers are released (spawned ones disconnected and exited).
+    /// they have finished and the worker ranks are released (for the program's next pool).
     pub fn shutdown(&self, wait: bool) {
         self.shutdown_with(wait, false);
     }
