@@ -445,6 +445,10 @@ impl Manager {
                     return;
                 };
                 let place = slot.place();
+                // The rank gets its next task before this one's future completes (and its callbacks run).
+                if run.phase == Phase::Running {
+                    let _ = self.fill(run, index);
+                }
                 settle(task, outcome, payload, &place);
             }
             Report::Ended => run.slots[index].ended = true,
@@ -454,31 +458,11 @@ impl Manager {
     /// Sends queued tasks to ranks with a free slot; whether any was sent. Ends the session once the pool is
     /// closed and drained.
     fn dispatch(&mut self, run: &mut Run) -> bool {
-        let capacity = run.pool.config.session.slots as usize;
         let mut sent = false;
         for i in 0..run.slots.len() {
-            while run.slots[i].in_flight.len() < capacity {
-                let job = {
-                    let mut state = run.pool.state.lock();
-                    state.queue.pop_front()
-                };
-                let Some(job) = job else { break };
-                // Cancelled while queued: skip it (a task stays cancellable until it is sent).
-                if !job.pending.start() {
-                    continue;
-                }
-                let dest = run.slots[i].dest;
-                run.slots[i].in_flight.insert(
-                    job.id,
-                    InFlight {
-                        name: job.name,
-                        pending: job.pending,
-                    },
-                );
-                sent = true;
-                if !self.send(run, dest, job.message) {
-                    return true;
-                }
+            match self.fill(run, i) {
+                Some(any) => sent |= any,
+                None => return true,
             }
         }
         let drained = {
@@ -490,6 +474,37 @@ impl Manager {
             return true;
         }
         sent
+    }
+
+    /// Sends queued tasks to rank `i` until its slots are full; whether any was sent (`None`: sending failed and
+    /// the pool was abandoned).
+    fn fill(&mut self, run: &mut Run, i: usize) -> Option<bool> {
+        let capacity = run.pool.config.session.slots as usize;
+        let mut sent = false;
+        while run.slots[i].in_flight.len() < capacity {
+            let job = {
+                let mut state = run.pool.state.lock();
+                state.queue.pop_front()
+            };
+            let Some(job) = job else { break };
+            // Cancelled while queued: skip it (a task stays cancellable until it is sent).
+            if !job.pending.start() {
+                continue;
+            }
+            let dest = run.slots[i].dest;
+            run.slots[i].in_flight.insert(
+                job.id,
+                InFlight {
+                    name: job.name,
+                    pending: job.pending,
+                },
+            );
+            sent = true;
+            if !self.send(run, dest, job.message) {
+                return None;
+            }
+        }
+        Some(sent)
     }
 
     /// Ends the session on every rank: ranks that may serve again end the session, spawned ranks that failed
