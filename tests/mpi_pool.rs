@@ -197,7 +197,23 @@ fn map_order(_: &Mode) -> Result<(), String> {
     check(
         matches!(&items[4], Err(Error::Panicked { message }) if message.contains("item 4")),
         || format!("{:?}", items[4]),
-    )
+    )?;
+    drop(pool);
+    // With tasks sent ahead to busy ranks, the order holds too.
+    let ahead = MpiPoolExecutor::builder()
+        .max_workers(WORKERS)
+        .tasks_ahead(2)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let got: Vec<u64> = ahead
+        .map(square, 0..1000u64)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    check(got == expected, || {
+        "map with tasks_ahead(2) out of order".into()
+    })?;
+    Ok(())
 }
 
 fn panics(_: &Mode) -> Result<(), String> {

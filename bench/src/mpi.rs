@@ -11,25 +11,27 @@ use crate::report::{Section, Target};
 use crate::stats::{Contender, Kind, Unit, interleave};
 use crate::{Config, python, python_series};
 
-/// A pool spawning `workers` ranks; `isolate`: each task in a local worker process (the default) or in the rank.
-fn pool(workers: usize, isolate: bool) -> Option<MpiPoolExecutor> {
+/// A pool spawning `workers` ranks; `isolate`: each task in a local worker process (the default) or in the rank;
+/// `ahead`: tasks each rank may hold beyond the one it runs.
+fn pool(workers: usize, isolate: bool, ahead: usize) -> Option<MpiPoolExecutor> {
     MpiPoolExecutor::builder()
         .max_workers(workers)
         .isolate(isolate)
+        .tasks_ahead(ahead)
         .build()
         .map_err(|error| eprintln!("MPI pool: {error}"))
         .ok()
 }
 
-fn submit_wait(workers: usize, n: usize, isolate: bool) -> Option<f64> {
-    let pool = pool(workers, isolate)?;
+fn submit_wait(workers: usize, n: usize, isolate: bool, ahead: usize) -> Option<f64> {
+    let pool = pool(workers, isolate, ahead)?;
     let ns = crate::ours::executor_submit_wait(&pool, n);
     pool.shutdown(true);
     ns
 }
 
 fn map_chunked(workers: usize, n: usize, chunksize: usize, isolate: bool) -> Option<f64> {
-    let pool = pool(workers, isolate)?;
+    let pool = pool(workers, isolate, 0)?;
     // Every rank started and used before timing, as for mpi4py.
     crate::ours::executor_submit_wait(&pool, 8)?;
     let ns = crate::ours::executor_map_chunked(&pool, n, chunksize);
@@ -66,12 +68,17 @@ pub fn sections(cfg: &Config) -> (Section, Section) {
         Contender::new(
             "concurrent-futures `MpiPoolExecutor` (isolated: a local worker process per rank)",
             Kind::Ours,
-            move || submit_wait(w, n, true),
+            move || submit_wait(w, n, true, 0),
         ),
         Contender::new(
             "concurrent-futures `MpiPoolExecutor` with `isolate(false)`",
             Kind::OursVariant,
-            move || submit_wait(w, n, false),
+            move || submit_wait(w, n, false, 0),
+        ),
+        Contender::new(
+            "concurrent-futures `MpiPoolExecutor` with `tasks_ahead(1)` (a task sent ahead is not cancellable)",
+            Kind::PeerOther,
+            move || submit_wait(w, n, true, 1),
         ),
         Contender::new(
             "mpi4py.futures `MPIPoolExecutor`",

@@ -479,7 +479,8 @@ impl Manager {
     /// Sends queued tasks to rank `i` until its slots are full; whether any was sent (`None`: sending failed and
     /// the pool was abandoned).
     fn fill(&mut self, run: &mut Run, i: usize) -> Option<bool> {
-        let capacity = run.pool.config.session.slots as usize;
+        let session = &run.pool.config.session;
+        let capacity = (session.slots + session.ahead) as usize;
         let mut sent = false;
         while run.slots[i].in_flight.len() < capacity {
             let job = {

@@ -196,7 +196,7 @@ struct Runner {
     /// Finished tasks' reports, ready to send.
     reports: Arc<Queue<Vec<u8>>>,
     running: usize,
-    /// How many tasks the manager sends at most at once.
+    /// How many tasks the manager sends at most at once (those run, and those held ahead).
     slots: usize,
     max_frame: usize,
 }
@@ -235,7 +235,7 @@ impl Runner {
             local: None,
             reports: Arc::new(Queue::new(None)),
             running: 0,
-            slots: session.slots.max(1) as usize,
+            slots: (session.slots.max(1) + session.ahead) as usize,
             max_frame: session.max_frame as usize,
         }
     }
@@ -265,8 +265,14 @@ impl Runner {
             }
         });
         let slots = session.slots.max(1) as usize;
-        let local = RawPool::new(slots, self.max_frame, session.startup_timeout, raw_init)
-            .map_err(|error| InitFailure::Failed(error.to_string()))?;
+        let local = RawPool::new(
+            slots,
+            session.ahead as usize,
+            self.max_frame,
+            session.startup_timeout,
+            raw_init,
+        )
+        .map_err(|error| InitFailure::Failed(error.to_string()))?;
         let started: Arc<Queue<Result<(), Error>>> = Arc::new(Queue::new(None));
         let signal = started.clone();
         local.start_workers(slots, move |outcome| {

@@ -62,6 +62,8 @@ pub(crate) struct Session {
     pub(crate) isolate: bool,
     /// How many tasks the rank runs at once.
     pub(crate) slots: u32,
+    /// How many more it may hold, queued behind those (sent ahead: no longer cancellable).
+    pub(crate) ahead: u32,
     pub(crate) max_frame: u64,
     /// How long a local worker process may take to start.
     pub(crate) startup_timeout: Duration,

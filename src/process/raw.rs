@@ -74,9 +74,11 @@ impl Pending for RawPending {
 }
 
 impl RawPool {
-    /// A pool of at most `workers` processes (none started yet), refusing frames above `max_frame` bytes.
+    /// A pool of at most `workers` processes (none started yet), each holding up to `ahead` small tasks behind
+    /// the one it runs (`ProcessPoolBuilder::tasks_ahead`), refusing frames above `max_frame` bytes.
     pub(crate) fn new(
         workers: usize,
+        ahead: usize,
         max_frame: usize,
         startup_timeout: Duration,
         init: Option<RawInit>,
@@ -100,7 +102,7 @@ impl RawPool {
             max_tasks_per_child: None,
             timeout: None,
             startup_timeout,
-            ahead: 0,
+            ahead,
             max_frame,
             initializer,
             exe,
