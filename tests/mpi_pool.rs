@@ -569,6 +569,47 @@ fn idle_costs_no_cpu(_: &Mode) -> Result<(), String> {
     )
 }
 
+/// Many pools one after another (as a benchmark builds them): spawned ranks serve each next pool of the same
+/// size (a long series of spawns once hung Open MPI's singleton); a pool of another size gets new ranks.
+fn many_pools(mode: &Mode) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for i in 0..12u64 {
+        let pool = pool()?;
+        let got = pool
+            .submit(square, i)
+            .map_err(|e| e.to_string())?
+            .into_result();
+        check(got == Ok(i * i), || format!("pool {i}: {got:?}"))?;
+        seen.push(pool.workers());
+    }
+    check(seen.windows(2).all(|w| w[0] == w[1]), || {
+        format!("the ranks changed: {seen:?}")
+    })?;
+    let one = MpiPoolExecutor::new(1).map_err(|e| e.to_string())?;
+    let got = one
+        .submit(square, 5)
+        .map_err(|e| e.to_string())?
+        .into_result();
+    check(got == Ok(25), || format!("a pool of 1: {got:?}"))?;
+    check(one.workers().len() == 1, || format!("{:?}", one.workers()))?;
+    drop(one);
+    let again = pool()?;
+    let got = again
+        .submit(square, 6)
+        .map_err(|e| e.to_string())?
+        .into_result();
+    check(got == Ok(36), || format!("a pool of 2 again: {got:?}"))?;
+    check(again.workers().len() == WORKERS, || {
+        format!("{:?}", again.workers())
+    })?;
+    if *mode == Mode::Spawn {
+        check(again.workers() != seen[0], || {
+            "spawned ranks of size 2 survived a pool of size 1".into()
+        })?;
+    }
+    Ok(())
+}
+
 const CASES: &[(&str, Case)] = &[
     ("submit_result", submit_result),
     ("map_order", map_order),
@@ -582,6 +623,7 @@ const CASES: &[(&str, Case)] = &[
     ("in_rank_mode", in_rank_mode),
     ("sizes_and_guards", sizes_and_guards),
     ("idle_costs_no_cpu", idle_costs_no_cpu),
+    ("many_pools", many_pools),
 ];
 
 // ---------------------------------------------------------------------------------------------------------------

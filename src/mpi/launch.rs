@@ -19,6 +19,7 @@ use super::comm;
 use super::manager::{Command, Manager};
 use super::rank::{self, Link};
 use super::shared::Shared;
+use super::watchdog::Watchdog;
 use super::wire::build_of;
 
 /// The argument a spawned worker rank is started with (`MPI_Comm_spawn` cannot set its environment portably;
@@ -175,6 +176,8 @@ pub(crate) struct Service {
     pub(crate) world_size: usize,
     /// A pool is using the shared worker ranks.
     pub(crate) shared_claimed: Arc<AtomicBool>,
+    /// Breaks every pool if a blocking MPI call hangs.
+    pub(crate) watchdog: Arc<Watchdog>,
 }
 
 static SERVICE: OnceLock<Result<Service, Error>> = OnceLock::new();
@@ -194,19 +197,21 @@ impl Service {
         let commands = Arc::new(Queue::new(None));
         let wake = Arc::new(AtomicBool::new(false));
         let shared_claimed = Arc::new(AtomicBool::new(false));
+        let watchdog = Watchdog::start()?;
         let started: Arc<Queue<Result<usize, Error>>> = Arc::new(Queue::new(None));
-        let (queue, flag, claimed, report) = (
+        let (queue, flag, claimed, report, watch) = (
             commands.clone(),
             wake.clone(),
             shared_claimed.clone(),
             started.clone(),
+            watchdog.clone(),
         );
         thread::spawn_named("mpi-pool-manager".into(), move || {
             ON_MPI_THREAD.with(|on| on.set(true));
             match setup() {
                 Ok((world_size, shared, owns_mpi)) => {
                     let _ = report.push(Ok(world_size));
-                    Manager::new(queue, flag, claimed, build, shared, owns_mpi).run();
+                    Manager::new(queue, flag, claimed, watch, build, shared, owns_mpi).run();
                 }
                 Err(error) => {
                     let _ = report.push(Err(error));
@@ -230,11 +235,13 @@ impl Service {
             wake,
             world_size,
             shared_claimed,
+            watchdog,
         })
     }
 
     /// Hands a new pool to the MPI thread.
     pub(crate) fn open(&self, pool: Arc<Shared>) {
+        self.watchdog.watch(&pool);
         let _ = self.commands.push(Command::Open(pool));
     }
 

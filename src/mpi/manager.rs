@@ -15,6 +15,7 @@ use super::comm::{self, Comm};
 use super::launch::Latch;
 use super::run::{InFlight, Phase, Run, new_slot, settle, verify_hello};
 use super::shared::{Mode, Shared, WorkerRank};
+use super::watchdog::Watchdog;
 use super::wire::{Backoff, Build, Hello, InitFailure, Order, Report, decode, encode};
 
 /// What pools (and the exit hook) ask of the MPI thread.
@@ -54,6 +55,7 @@ pub(crate) struct Manager {
     spares: Vec<Spare>,
     /// Set by the pool that claims the shared ranks; cleared here when it is done with them.
     shared_claimed: Arc<AtomicBool>,
+    watchdog: Arc<Watchdog>,
     /// Whether this thread initialised MPI (and so finalises it).
     owns_mpi: bool,
 }
@@ -63,6 +65,7 @@ impl Manager {
         commands: Arc<Queue<Command>>,
         wake: Arc<AtomicBool>,
         shared_claimed: Arc<AtomicBool>,
+        watchdog: Arc<Watchdog>,
         build: Build,
         shared_comm: Option<(Comm, usize)>,
         owns_mpi: bool,
@@ -79,6 +82,7 @@ impl Manager {
             runs: Vec::new(),
             spares: Vec::new(),
             shared_claimed,
+            watchdog,
             owns_mpi,
         }
     }
@@ -205,7 +209,13 @@ impl Manager {
                         );
                     }
                 };
-                match comm::spawn(&exe, &[super::launch::MARKER], n, info) {
+                self.watchdog.enter(
+                    format!("MPI_Comm_spawn of {n} worker rank(s)"),
+                    run.pool.config.startup_timeout,
+                );
+                let spawned = comm::spawn(&exe, &[super::launch::MARKER], n, info);
+                self.watchdog.leave();
+                match spawned {
                     Ok(inter) => {
                         // The startup timeout counts from here: the spawn itself waited for MPI_Init.
                         run.deadline = Instant::now() + run.pool.config.startup_timeout;
@@ -543,7 +553,7 @@ impl Manager {
                         .collect(),
                     info: run.pool.config.spawn_info.clone(),
                 });
-            } else if all_alive && let Err(error) = comm::disconnect(inter) {
+            } else if all_alive && let Err(error) = self.disconnect(inter) {
                 log::warn!(target: "concurrent_futures", "disconnecting the MPI worker ranks: {error}");
             }
         }
@@ -571,10 +581,19 @@ impl Manager {
         }
         complete(sends, Duration::from_secs(10));
         for spare in spares {
-            if let Err(error) = comm::disconnect(spare.comm) {
+            if let Err(error) = self.disconnect(spare.comm) {
                 log::warn!(target: "concurrent_futures", "disconnecting spare MPI worker ranks: {error}");
             }
         }
+    }
+
+    /// `MPI_Comm_disconnect`, under the watchdog (it waits for the other side).
+    fn disconnect(&self, comm: Comm) -> Result<(), comm::MpiError> {
+        self.watchdog
+            .enter("MPI_Comm_disconnect".into(), Duration::from_secs(60));
+        let result = comm::disconnect(comm);
+        self.watchdog.leave();
+        result
     }
 
     /// Frees the shared ranks for the next pool.
@@ -643,7 +662,7 @@ impl Manager {
         let sent = complete(sends, Duration::from_secs(10));
         self.retire_spares();
         for inter in spawned {
-            let _ = comm::disconnect(inter);
+            let _ = self.disconnect(inter);
         }
         for run in &self.runs {
             run.pool.set_finished();

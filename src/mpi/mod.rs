@@ -12,6 +12,7 @@ mod manager;
 mod rank;
 mod run;
 mod shared;
+mod watchdog;
 mod wire;
 
 use std::fmt;
@@ -78,6 +79,10 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// and prints which rank and node failed ("mpirun noticed that process rank 2 ... exited on signal 9"); the
 /// program's futures are not completed because the program is gone. Keep `isolate` on to confine crashes to
 /// the local worker process.
+///
+/// MPI has no timeout for `MPI_Comm_spawn` and `MPI_Comm_disconnect`, and Open MPI 4 can hang in them: a
+/// watchdog then breaks every pool of the program ([`Error::Broken`] saying which call hung) rather than letting
+/// it wait forever; tasks already on a rank stay pending.
 ///
 /// Done-callbacks of this pool's futures run on the program's MPI thread: keep them short, and do not wait
 /// there for another MPI pool future (the thread that would complete it is the one waiting).
@@ -310,6 +315,9 @@ impl MpiPoolBuilder {
         }
         let initializer = self.initializer.transpose()?;
         let service = service()?;
+        if let Some(error) = service.watchdog.broken() {
+            return Err(error);
+        }
         let mode = if service.world_size > 1 {
             let ranks = service.world_size - 1;
             // ORDERING: Acquire pairs with the MPI thread's Release when the previous pool released the ranks.
