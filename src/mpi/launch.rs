@@ -239,10 +239,14 @@ impl Service {
         })
     }
 
-    /// Hands a new pool to the MPI thread.
-    pub(crate) fn open(&self, pool: Arc<Shared>) {
+    /// Hands a new pool to the MPI thread; fails once MPI is finalised (the program is exiting).
+    pub(crate) fn open(&self, pool: Arc<Shared>) -> Result<(), Error> {
         self.watchdog.watch(&pool);
-        let _ = self.commands.push(Command::Open(pool));
+        self.commands
+            .push(Command::Open(pool))
+            .map_err(|_| Error::Broken {
+                reason: "MPI is finalised: the program is exiting".into(),
+            })
     }
 
     /// Tells the MPI thread that a pool has work or closed.

@@ -627,6 +627,8 @@ impl Manager {
     /// At process exit: fails what is left, tells every rank to leave, waits (briefly) for the messages to go,
     /// disconnects spawned ranks and finalises MPI.
     fn finalize(&mut self) {
+        // No pool can be opened any more (`Service::open` fails), nor woken.
+        self.commands.close();
         let exiting = Error::Broken {
             reason: "the program is exiting".into(),
         };

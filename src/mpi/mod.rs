@@ -353,7 +353,13 @@ impl MpiPoolBuilder {
             startup_timeout: self.startup_timeout,
             timeout: self.timeout,
         }));
-        service.open(shared.clone());
+        if let Err(error) = service.open(shared.clone()) {
+            if matches!(mode, Mode::Shared(_)) {
+                // ORDERING: Release, as the MPI thread's when a pool is done with the ranks.
+                service.shared_claimed.store(false, Ordering::Release);
+            }
+            return Err(error);
+        }
         Ok(MpiPoolExecutor {
             shared,
             service,

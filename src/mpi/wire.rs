@@ -227,41 +227,47 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     Ok((size, hash))
 }
 
-/// Waiting for MPI messages without burning a core (MPI cannot wake a sleeping thread): for a short window after
-/// the last message the caller only yields between polls (the next message of a busy pool comes within
-/// microseconds, and a sleep costs tens of microseconds of timer slack); after that each wait doubles, from 1 µs up
-/// to 1 ms, as mpi4py's backoff does, so an idle rank costs about a thousand polls a second.
+/// Waiting for MPI messages without burning a core (MPI cannot wake a sleeping thread). For 50 µs after the last
+/// message the caller only yields between polls (the next message of a busy pool comes within microseconds); for
+/// the next 2 ms it sleeps 50 µs between polls (a reply to a task in flight is on its way, and on a loaded machine
+/// a sleeping thread is scheduled sooner than a spinning one); after that each wait doubles, up to 1 ms, as
+/// mpi4py's backoff does, so an idle rank costs about a thousand polls a second.
 pub(crate) struct Backoff {
     wait: Duration,
     active_at: Instant,
 }
 
 impl Backoff {
-    const SPIN: Duration = Duration::from_micros(200);
-    const MIN: Duration = Duration::from_micros(1);
+    const SPIN: Duration = Duration::from_micros(50);
+    const SHORT: Duration = Duration::from_millis(2);
+    const STEP: Duration = Duration::from_micros(50);
     const MAX: Duration = Duration::from_millis(1);
 
     pub(crate) fn new() -> Self {
         Backoff {
-            wait: Duration::ZERO,
+            wait: Self::STEP,
             active_at: Instant::now(),
         }
     }
 
     /// Something happened: poll eagerly again for a while.
     pub(crate) fn reset(&mut self) {
-        self.wait = Duration::ZERO;
+        self.wait = Self::STEP;
         self.active_at = Instant::now();
     }
 
-    /// How long to wait before the next poll: zero (just yield) within the window after the last message, then
-    /// doubling waits.
+    /// How long to wait before the next poll: zero (just yield) right after the last message, then short sleeps,
+    /// then doubling ones.
     pub(crate) fn next(&mut self) -> Duration {
-        if self.active_at.elapsed() < Self::SPIN {
+        let idle = self.active_at.elapsed();
+        if idle < Self::SPIN {
             return Duration::ZERO;
         }
+        if idle < Self::SHORT {
+            return Self::STEP;
+        }
         let wait = self.wait;
-        self.wait = (self.wait * 2).clamp(Self::MIN, Self::MAX);
+        self.wait = (self.wait * 2).min(Self::MAX);
         wait
     }
 
