@@ -1,17 +1,28 @@
-//! The crawler benchmark: pages/s on the demo site (20 ms per response by default) for 1, 8, 32 and 64 workers,
-//! next to the ideal (workers / latency), and the Python seed program (`bench/python/crawl_seed.py`,
-//! ThreadPoolExecutor + urllib) crawling the same site in the same run.
+//! The crawler benchmark, in two modes.
+//!
+//! - The demo site (default): pages/s on the demo site (20 ms per response by default) for 1, 8, 32 and 64
+//!   workers, next to the ideal (workers / latency), and the Python seed program (`bench/python/crawl_seed.py`,
+//!   ThreadPoolExecutor + urllib) crawling the same site in the same run. Each run crawls with `--max-pages`
+//!   binding (so every run fetches the same number of pages): 40 pages per worker, at least 200, at most the site's
+//!   size.
+//! - `--docs`: a real site with no latency: the Rust documentation (`rustup component add rust-docs`) served by
+//!   nginx on 127.0.0.1, crawled from `std/index.html` to `--docs-depth` by the crawler at each worker count and by
+//!   `wget -r` (one connection) in the same run: pages/s, peak memory (`/usr/bin/time`'s maximum resident set
+//!   size) and a check that both fetched the same page set. `--baseline BIN` adds another crawler binary (e.g. an
+//!   older build) to the same run. Needs Debian's `nginx`, `wget` and `time`.
 //!
 //! ```text
 //! cargo run --release --example crawler_bench
 //! cargo run --release --example crawler_bench -- --runs 5 --workers 1,8,32,64,128 --no-python
+//! cargo run --release --example crawler_bench -- --docs --docs-depth 2 --workers 4,16,64
 //! ```
 //!
-//! Each run crawls with `--max-pages` binding (so every run fetches the same number of pages): 40 pages per worker,
-//! at least 200, at most the site's size. The figure is the median of `--runs` runs.
+//! Every figure is the median of `--runs` runs.
 
 #[path = "crawler/main.rs"]
 mod crawler;
+#[path = "crawler_bench/docs.rs"]
+mod docs;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,8 +49,8 @@ struct Args {
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
     pages: u64,
 
-    /// Worker counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+    /// Worker counts to measure [default: 1,8,32,64; with --docs: 4,16,64].
+    #[arg(long, value_delimiter = ',')]
     workers: Vec<usize>,
 
     /// Runs per figure (the median is reported).
@@ -53,6 +64,23 @@ struct Args {
     /// The Python interpreter.
     #[arg(long, default_value = "python3")]
     python: String,
+
+    /// Crawl a documentation tree served by nginx instead of the demo site, next to `wget -r` [default: the
+    /// newest toolchain's `share/doc/rust/html` under ~/.rustup].
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "auto")]
+    docs: Option<PathBuf>,
+
+    /// With --docs: the start page, relative to the tree.
+    #[arg(long, default_value = "std/index.html")]
+    docs_start: String,
+
+    /// With --docs: how many hops from the start page.
+    #[arg(long, default_value_t = 2)]
+    docs_depth: u32,
+
+    /// With --docs: another crawler binary (same command line as the crawler example) to measure in the same run.
+    #[arg(long, value_name = "BIN")]
+    baseline: Option<PathBuf>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -125,10 +153,43 @@ fn python_run(
 }
 
 fn main() {
-    let args = Args::parse();
-    if args.workers.is_empty() || args.workers.contains(&0) {
+    // The benchmark re-runs itself as the crawler, so that each crawl is a process of its own (as wget is).
+    let mut raw = std::env::args_os();
+    if raw.nth(1).is_some_and(|first| first == docs::RUN_CRAWLER) {
+        let code = crawler::run(
+            std::iter::once(std::ffi::OsString::from("crawler")).chain(raw),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr(),
+            |_| {},
+        );
+        std::process::exit(code);
+    }
+    let mut args = Args::parse();
+    if args.workers.is_empty() {
+        args.workers = if args.docs.is_some() {
+            vec![4, 16, 64]
+        } else {
+            vec![1, 8, 32, 64]
+        };
+    }
+    if args.workers.contains(&0) {
         eprintln!("error: --workers needs worker counts of at least 1");
         std::process::exit(2);
+    }
+    if let Some(dir) = &args.docs {
+        let options = docs::Options {
+            dir: dir.clone(),
+            start: args.docs_start.clone(),
+            depth: args.docs_depth,
+            workers: args.workers.clone(),
+            runs: args.runs as usize,
+            baseline: args.baseline.clone(),
+        };
+        if let Err(e) = docs::run(&options) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/python/crawl_seed.py");
     let python = !args.no_python;
@@ -136,19 +197,20 @@ fn main() {
     let site = DemoSite::start(DemoOptions {
         pages: args.pages as usize,
         latency,
-        slow: None,
+        slow: false,
     })
     .unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1);
     });
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     println!(
-        "Crawler benchmark: demo site at {} ({} pages, {} ms per response), {cpus} CPUs, median of {} runs",
+        "Crawler benchmark: demo site at {} ({} pages, {} ms per response), {}, median of {}",
         site.url(),
         args.pages,
         args.latency_ms,
-        args.runs
+        crawler::report::counted(cpus, "CPU", "CPUs"),
+        crawler::report::counted(args.runs, "run", "runs"),
     );
     if python {
         println!(

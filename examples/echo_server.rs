@@ -30,33 +30,52 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use concurrent_futures::ThreadPoolExecutor;
 
-/// A client that gets no answer for this long gives up (and the self-test fails).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where the server listens without `--addr` (with `--self-test`: 127.0.0.1 and a free port).
+const DEFAULT_ADDR: &str = "127.0.0.1:7777";
 
 /// An echo server on a thread pool: each connection is a task, the queue is bounded.
 #[derive(Parser, Debug)]
 #[command(name = "echo_server", version)]
 pub struct Args {
-    /// Address to listen on (loopback addresses only).
-    #[arg(long, default_value = "127.0.0.1:7777")]
-    pub addr: SocketAddr,
+    /// Address to listen on, loopback only [default: 127.0.0.1:7777; with --self-test: 127.0.0.1 and a free
+    /// port].
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
 
     /// Worker threads: connections served at the same time.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = whole_number::<1, 4096>)]
     pub workers: u64,
 
     /// Accepted connections that may wait for a worker; beyond that the acceptor waits.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = whole_number::<1, 100_000>)]
     pub queue: u64,
 
-    /// Start the server on a free loopback port and N client threads, verify every reply, print the totals.
+    /// Start the server and N client threads, verify every reply, print the totals.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "500",
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+          allow_negative_numbers = true, value_parser = whole_number::<1, 10_000>)]
     pub self_test: Option<u64>,
 
     /// Messages each self-test client sends.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = whole_number::<1, 100_000>)]
     pub messages: u64,
+
+    /// A self-test client that waits this long for a reply gives up (and the self-test fails), e.g. `60s`.
+    /// Clients wait in line while every worker is busy, so give a slow machine more.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_timeout: Duration,
+}
+
+/// A whole number from `MIN` to `MAX` (negative numbers reach this parser, so `-1` gets a clear message).
+fn whole_number<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if (i128::from(MIN)..=i128::from(MAX)).contains(&n) => Ok(n as u64),
+        _ => Err(format!("expected a whole number from {MIN} to {MAX}")),
+    }
+}
+
+/// `1 worker`, `2 workers`: a count and the noun that agrees with it.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// What the server did.
@@ -263,16 +282,16 @@ pub struct ClientStats {
 }
 
 /// One client: connects, sends `messages` lines `client-{id} say hello {n}`, checks each reply is the same line
-/// upper-cased.
-fn client(addr: SocketAddr, id: u64, messages: u64) -> ClientStats {
+/// upper-cased; gives up on a read or write that takes longer than `timeout`.
+fn client(addr: SocketAddr, id: u64, messages: u64, timeout: Duration) -> ClientStats {
     let mut stats = ClientStats {
         clients: 1,
         ..ClientStats::default()
     };
     let result = (|| -> io::Result<()> {
         let mut conn = TcpStream::connect(addr)?;
-        conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-        conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
         conn.set_nodelay(true)?;
         let mut reply = Vec::new();
         for n in 0..messages {
@@ -315,14 +334,20 @@ fn client(addr: SocketAddr, id: u64, messages: u64) -> ClientStats {
     stats
 }
 
-/// Runs `clients` client threads against `addr` at once, each sending `messages` messages; adds up what they saw.
-pub fn run_clients(addr: SocketAddr, clients: u64, messages: u64) -> ClientStats {
+/// Runs `clients` client threads against `addr` at once, each sending `messages` messages (and giving up on a
+/// reply that takes longer than `timeout`); adds up what they saw.
+pub fn run_clients(
+    addr: SocketAddr,
+    clients: u64,
+    messages: u64,
+    timeout: Duration,
+) -> ClientStats {
     let threads: Vec<_> = (0..clients)
         .map(|id| {
             std::thread::Builder::new()
                 .name(format!("client-{id}"))
                 .stack_size(128 * 1024)
-                .spawn(move || client(addr, id, messages))
+                .spawn(move || client(addr, id, messages, timeout))
         })
         .collect();
     let mut total = ClientStats::default();
@@ -356,7 +381,7 @@ pub fn run_clients(addr: SocketAddr, clients: u64, messages: u64) -> ClientStats
 
 /// Server and clients in one process; the exit code is 0 only if every reply was verified.
 fn self_test(args: &Args, clients: u64, out: &mut dyn Write) -> io::Result<i32> {
-    let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let addr = args.addr.unwrap_or(([127, 0, 0, 1], 0).into());
     let server = match EchoServer::start(addr, args.workers as usize, args.queue as usize) {
         Ok(server) => server,
         Err(e) => {
@@ -366,14 +391,15 @@ fn self_test(args: &Args, clients: u64, out: &mut dyn Write) -> io::Result<i32> 
     };
     writeln!(
         out,
-        "echo server on {} ({} workers, queue of {}); {clients} clients x {} messages",
+        "echo server on {} ({}, queue of {}); {} x {}",
         server.addr(),
-        args.workers,
+        counted(args.workers, "worker", "workers"),
         args.queue,
-        args.messages
+        counted(clients, "client", "clients"),
+        counted(args.messages, "message", "messages"),
     )?;
     let started = Instant::now();
-    let stats = run_clients(server.addr(), clients, args.messages);
+    let stats = run_clients(server.addr(), clients, args.messages, args.client_timeout);
     let elapsed = started.elapsed();
     let server_stats = server.stop();
     writeln!(out, "clients          {:>10}", stats.clients)?;
@@ -413,7 +439,10 @@ fn self_test(args: &Args, clients: u64, out: &mut dyn Write) -> io::Result<i32> 
 
 /// Serves until Ctrl-C.
 fn serve(args: &Args, out: &mut dyn Write) -> io::Result<i32> {
-    let server = match EchoServer::start(args.addr, args.workers as usize, args.queue as usize) {
+    let addr = args
+        .addr
+        .unwrap_or_else(|| DEFAULT_ADDR.parse().expect("a valid address"));
+    let server = match EchoServer::start(addr, args.workers as usize, args.queue as usize) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");
@@ -437,18 +466,19 @@ fn serve(args: &Args, out: &mut dyn Write) -> io::Result<i32> {
     let stats = server.stop();
     writeln!(
         out,
-        "served {} connections, {} bytes, {} errors",
-        stats.connections, stats.bytes, stats.errors
+        "served {}, {}, {}",
+        counted(stats.connections, "connection", "connections"),
+        counted(stats.bytes, "byte", "bytes"),
+        counted(stats.errors, "error", "errors"),
     )?;
     Ok(0)
 }
 
 fn main() {
     let args = Args::parse(); // usage errors exit with 2
-    if !args.addr.ip().is_loopback() {
+    if let Some(addr) = args.addr.filter(|addr| !addr.ip().is_loopback()) {
         eprintln!(
-            "error: {} is not a loopback address: this example serves 127.0.0.1 or ::1 only",
-            args.addr
+            "error: {addr} is not a loopback address: this example serves 127.0.0.1 or ::1 only"
         );
         std::process::exit(2);
     }

@@ -53,9 +53,18 @@ fn main() -> Result<(), Error> {
         println!("as_completed: {}", future?.result()?);
     }
 
-    // a panic is an error value; the worker survives
+    // a panic is an error value; the worker survives. Rust prints every panic's message on stderr, so say first
+    // that this one is deliberate (on stderr too, so that it comes right before it).
+    eprintln!(
+        "quickstart: the next task panics on purpose (expected): its message follows on stderr"
+    );
     let boom = pool.submit(|| -> u8 { panic!("boom") })?;
-    println!("panicking task: {:?}", boom.result().err());
+    println!(
+        "panicking task, as expected: {}",
+        boom.result()
+            .err()
+            .map_or_else(|| "no error?!".to_owned(), |e| e.to_string())
+    );
 
     pool.shutdown(true);
     println!(

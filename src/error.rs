@@ -65,7 +65,8 @@ pub enum Error {
     },
     /// An argument or a result could not be encoded or decoded (process pools).
     Serialization(String),
-    /// The worker knows no registered function by this name (process pools).
+    /// The function (named here) is not registered for process pools: list it in
+    /// `concurrent_futures::process_main!(...)` at the top of `main` (process pools).
     UnknownTask(String),
     /// The parent and a worker process could not understand each other: a malformed or oversized frame, or two
     /// different builds of the program (process pools).
@@ -101,9 +102,11 @@ impl fmt::Display for Error {
                 )
             }
             Error::Serialization(what) => write!(f, "could not serialize or deserialize: {what}"),
-            Error::UnknownTask(name) => {
-                write!(f, "no task named `{name}` is registered in the worker")
-            }
+            Error::UnknownTask(name) => write!(
+                f,
+                "no task named `{name}` is registered: list it in `concurrent_futures::process_main!(...)` \
+                 at the top of `main`"
+            ),
             Error::Protocol(what) => write!(f, "worker protocol error: {what}"),
         }
     }

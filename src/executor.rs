@@ -2,23 +2,20 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::{Error, Future, Map};
-
-/// A value that can be a task's argument or result in any executor, including a process pool (where it crosses
-/// a process boundary, so it must be serde-serializable). Implemented for every fitting type.
-pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
-
-impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 
 /// What every executor offers, so that code can be written once for a thread pool and a process pool.
 ///
-/// Tasks are plain functions (`fn` items, or closures that capture nothing) applied to one serializable
-/// argument: that is what can run in another process. A thread pool also has inherent methods that take any
-/// capturing closure; on a concrete [`ThreadPoolExecutor`](crate::ThreadPoolExecutor), call the trait's form
-/// as `Executor::submit(&pool, f, arg)`, since its inherent `submit` takes a closure.
+/// Tasks are plain functions (`fn` items, or closures that capture nothing) applied to one argument: that is what
+/// can run in another process. The trait asks only what a thread needs (`Send`, and `Sync` results, shared as
+/// `&R` between handles), so it is the same with or without the crate's `process` feature. A process pool also
+/// needs the argument and result to be serde-serializable, and the function registered with
+/// `process_main!`: it finds how to encode them in its registry at run time, and reports a function it does not
+/// know as [`Error::UnknownTask`].
+///
+/// A thread pool also has inherent methods that take any capturing closure; on a concrete
+/// [`ThreadPoolExecutor`](crate::ThreadPoolExecutor), call the trait's form as `Executor::submit(&pool, f, arg)`,
+/// since its inherent `submit` takes a closure.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ThreadPoolExecutor};
@@ -45,8 +42,8 @@ pub trait Executor {
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload;
+        A: Send + 'static,
+        R: Send + Sync + 'static;
 
     /// Applies `f` to every input and yields the results in input order (Python's `map`), as
     /// [`MapOptions`] say: a timeout counted from this call, a chunk size, and how many batches may be in flight.
@@ -58,8 +55,8 @@ pub trait Executor {
     ) -> Result<Map<'a, R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a;
 
@@ -68,8 +65,8 @@ pub trait Executor {
     fn map<'a, F, A, R, I>(&'a self, f: F, inputs: I) -> Result<Map<'a, R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {

@@ -25,21 +25,46 @@ use crawler::links;
 use crawler::serve::{Request, Response, Server};
 use examples::Run;
 
-/// Arguments every demo run gets: a small latency, a timeout the slow page exceeds but no other page comes near.
-const DEMO: [&str; 6] = [
-    "--demo-latency-ms",
-    "1",
-    "--timeout",
-    "1s",
-    "--workers",
-    "8",
-];
+/// The per-request timeout of crawls whose pages must all answer: the loopback sites answer in milliseconds, so
+/// only a hang comes near it (and the watchdog catches a hang first). No test depends on the machine's speed.
+const SURE: &str = "120s";
+/// The per-request timeout of demo crawls that reach the demo's slow page, which answers only when the site stops
+/// (a latch, not a delay): it times out by construction, while every other page still has a thousand times what
+/// it needs. (The crawl waits this long for the slow page, so it is not `SURE`.)
+const SLOW: &str = "20s";
 /// If a crawler process runs longer than this, the test fails (a safety net, not a synchronisation).
-const WATCHDOG: Duration = Duration::from_secs(90);
+const WATCHDOG: Duration = Duration::from_secs(100);
 
-/// The arguments of a demo run: [`DEMO`], then `extra`.
+/// The arguments of a demo run that does not reach the slow page (depth at most 1), then `extra`.
 fn demo<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    DEMO.iter().chain(extra).copied().collect()
+    [
+        "--demo-latency-ms",
+        "1",
+        "--timeout",
+        SURE,
+        "--workers",
+        "8",
+    ]
+    .iter()
+    .chain(extra)
+    .copied()
+    .collect()
+}
+
+/// The arguments of a demo run that may reach the slow page, then `extra`.
+fn demo_slow<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        "--demo-latency-ms",
+        "1",
+        "--timeout",
+        SLOW,
+        "--workers",
+        "8",
+    ]
+    .iter()
+    .chain(extra)
+    .copied()
+    .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -72,9 +97,13 @@ fn crawl(args: &[&str]) -> Run {
     finish(child)
 }
 
-/// Runs the crawler with `--json`, checks it succeeded, returns the document.
+/// Runs the crawler with `--json` (and the `SURE` timeout unless `args` give one), checks it succeeded, returns
+/// the document.
 fn crawl_json(args: &[&str]) -> Value {
     let mut all = args.to_vec();
+    if !all.contains(&"--timeout") {
+        all.extend(["--timeout", SURE]);
+    }
     all.push("--json");
     let run = crawl(&all);
     assert_eq!(
@@ -412,7 +441,7 @@ fn demo_depth_1_reaches_exactly_the_home_page_its_links_and_their_redirects() {
 #[test]
 fn demo_traps_are_reported_as_what_they_are() {
     // Depth 2: the slow page hangs off /about.
-    let doc = crawl_json(&demo(&["--depth", "2"]));
+    let doc = crawl_json(&demo_slow(&["--depth", "2"]));
     let pages = pages(&doc);
     let page = |key: &str| {
         pages
@@ -547,11 +576,11 @@ fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> V
             }
         } else if reply.status == 200
             && reply.content_type.starts_with("text/html")
-            && reply.delay.is_none()
+            && !reply.hold
             && depth < depth_limit
         {
             let text = String::from_utf8_lossy(&reply.body);
-            for link in links::extract(&url, &text).links {
+            for link in links::dom::extract_text(&url, &text).links {
                 accept(&mut queue, &mut seen, link, depth + 1);
             }
         }
@@ -563,16 +592,125 @@ fn reference_bfs(options: &DemoOptions, depth_limit: u32, max_pages: usize) -> V
         .collect()
 }
 
+/// The streaming extractor (lol_html) finds exactly the links, `nofollow` and encoding errors of the DOM
+/// extractor it replaced (scraper, html5ever), for every page of the demo site and for tricky HTML, whole and in
+/// small chunks.
+#[test]
+fn streaming_extractor_finds_exactly_what_the_dom_extractor_found() {
+    let check = |page: &Url, content_type: Option<&str>, body: &[u8], what: &str| {
+        let expected = links::dom::extract(page, content_type, body);
+        assert_eq!(
+            links::extract(page, content_type, body),
+            expected,
+            "{what}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+        let mut chunked = links::LinkExtractor::new(page, content_type);
+        for chunk in body.chunks(7) {
+            chunked.write(chunk);
+        }
+        assert_eq!(chunked.finish(), expected, "{what}, in chunks of 7");
+        expected
+    };
+
+    // Every page of the demo site.
+    let options = DemoOptions::default();
+    let base = Url::parse("http://127.0.0.1:1/").unwrap();
+    let mut paths: Vec<String> = (0..options.pages).map(|i| format!("/page/{i}")).collect();
+    paths.extend(
+        [
+            "/",
+            "/about",
+            "/landing",
+            "/redirect/1",
+            "/loop/a",
+            "/slow",
+            "/large",
+            "/bad-encoding",
+            "/flaky",
+            "/missing",
+            "/private/7",
+            "/files/report.pdf",
+        ]
+        .map(String::from),
+    );
+    let mut total = 0;
+    for path in &paths {
+        let reply = respond(&options, "http://127.0.0.1:2/", path);
+        let page = base.join(path).unwrap();
+        let found = check(&page, Some(reply.content_type), &reply.body, path);
+        total += found.0.links.len();
+    }
+    assert!(total > 900, "only {total} links on the demo site");
+
+    // Tricky HTML.
+    let page = Url::parse("http://example.com/dir/page.html").unwrap();
+    let utf8 = Some("text/html; charset=utf-8");
+    let cases: &[(&str, Option<&str>, &[u8])] = &[
+        ("base href, relative", utf8, b"<base href=\"../other/\"><a href=x>x</a><a href=/abs>a</a><a href=//host.example/p>p</a>"),
+        ("base after the links", utf8, b"<a href=before>b</a><base href=\"/late/\"><base href=\"/second/\"><a href=after>a</a>"),
+        ("base in the body", utf8, b"<body><p><a href=one>1</a><base href=\"http://b.example/\"></p>"),
+        ("relative forms", utf8, b"<a href=\"../up\">.</a><a href=\"./same\">.</a><a href=\"?q=1\">.</a><a href=\"#f\">.</a><a href=\"\">.</a><a href=\"   \">.</a><a href=\" sp ace \">.</a>"),
+        ("entities", utf8, b"<a href=\"x?a=1&amp;b=2\">1</a><a href=\"y?a=1&#38;b=2&#x26;c=3\">2</a><a href=\"&quot;q&quot;\">3</a><a href=\"caf&eacute;\">4</a><a href=\"?a&copy=2\">5</a><a href=\"?a&copy2\">6</a><a href=\"&not;&notin;&not\">7</a><a href=\"n&#0;ul\">8</a><a href=\"e&#x80;ur\">9</a><a href=\"s&#xD800;ur\">10</a><a href=\"big&#x110000;\">11</a><a href=\"&amp\">12</a><a href=\"&unknown;\">13</a>"),
+        ("uppercase", utf8, b"<HTML><HEAD><BASE HREF=\"/Up/\"><META NAME=\"Robots\" CONTENT=\"NoIndex\"></HEAD><BODY><A HREF=\"X\">x</A><AREA HREF=\"Y\"><IFRAME SRC=\"Z\"></IFRAME></BODY></HTML>"),
+        ("comments", utf8, b"<!-- <a href=c1> --><!--> <a href=after-empty>1</a><!---> <a href=after-dash>2</a> --><!----><a href=real>3</a><! a href=bogus><?php <a href=pi> ?><a href=last>4</a><!-- unterminated <a href=never>"),
+        ("scripts and raw text", utf8, b"<script>var s = \"<a href='s1'>\";</script><a href=k1>1</a><script><!-- <script> </script> <a href=esc> --></script><a href=k2>2</a><style><a href=st></style><textarea><a href=ta></textarea><title><a href=ti></title><noscript><a href=ns></noscript><xmp><a href=xm></xmp><noembed><a href=ne></noembed><noframes><a href=nf></noframes><iframe src=fr><a href=inside-iframe></iframe><a href=k3>3</a><plaintext><a href=pt>"),
+        ("attributes", utf8, b"<a download href=dl>d</a><area download href=dl2><iframe src=i1 href=i2></iframe><a href=first href=second>f</a><a href='single'>s</a><a href=unquoted/>u</a><a\nhref=\"new\nline\"\n>n</a><a href=\"tab\there\">t</a><a href=mailto:x@example.com>m</a><a href=javascript:go()>j</a><a name=no-href>n</a><iframe></iframe>"),
+        ("cdata and foreign content", utf8, b"<![CDATA[<a href=cd>]]><svg><a href=\"svg-link\"><text>t</text></a></svg><math><mi><a href=math-link>m</a></mi></math><a href=after-foreign>a</a>"),
+        ("frameset", utf8, b"<html><head><title>f</title></head><frameset cols=\"50%,50%\"><frame src=left.html><frame src=right.html><noframes><a href=nf>n</a></noframes></frameset></html>"),
+        ("frame in a body", utf8, b"<body><a href=x>x</a><frame src=ignored.html><frameset><frame src=also-ignored.html></frameset></body>"),
+        ("meta robots none", utf8, b"<meta name=robots content=\"none\"><a href=x>x</a>"),
+        ("meta robots reversed", utf8, b"<meta content=\"index, NOFOLLOW\" name=ROBOTS><a href=x>x</a>"),
+        ("meta robots with an entity", utf8, b"<meta name=robots content=\"no&#102;ollow\"><a href=x>x</a>"),
+        ("meta other", utf8, b"<meta name=googlebot content=nofollow><meta name=robots><a href=x>x</a>"),
+        ("non-ASCII, declared UTF-8", utf8, "<a href=\"caf\u{e9}/\u{fc}ber?q=\u{2713}\">c</a>".as_bytes()),
+        ("non-ASCII, undeclared, UTF-8", Some("text/html"), "<a href=\"caf\u{e9}\">c</a>".as_bytes()),
+        ("non-ASCII, undeclared, not UTF-8", Some("text/html"), b"<a href=\"caf\xe9\">c</a><a href=\"\x80\x81\x9f\">d</a>"),
+        ("non-ASCII, declared latin-1", Some("text/html; charset=ISO-8859-1"), b"<a href=\"caf\xe9\">c</a>"),
+        ("declared UTF-8, invalid", utf8, b"<a href=\"ok\">o</a><a href=\"bad\xff\">b</a>"),
+        ("declared Shift_JIS", Some("text/html; charset=shift_jis"), b"<a href=\"\x82\xa0\">a</a>"),
+        ("unknown charset", Some("text/html; charset=klingon"), b"<a href=k>k</a>"),
+        ("UTF-8 byte-order mark, declared latin-1", Some("text/html; charset=latin1"), b"\xef\xbb\xbf<a href=\"caf\xc3\xa9\">c</a>"),
+        ("UTF-8 byte-order mark, undeclared, invalid", Some("text/html"), b"\xef\xbb\xbf<a href=\"caf\xe9\">c</a><a href=\"\xc3\xa9t\xc3\xa9\">e</a>"),
+        ("UTF-8 byte-order mark, unknown charset", Some("text/html; charset=klingon"), b"\xef\xbb\xbf<a href=\"caf\xc3\xa9\">c</a>"),
+        ("UTF-16BE byte-order mark, declared UTF-8", utf8, b"\xfe\xff\x00<\x00a\x00 \x00h\x00r\x00e\x00f\x00=\x00x\x00>"),
+        ("declared UTF-16", Some("text/html; charset=utf-16le"), b"<\x00a\x00 \x00h\x00r\x00e\x00f\x00=\x00y\x00>\x00"),
+        ("no content type", None, b"<!DOCTYPE html><a href=x>x</a>"),
+        ("empty", utf8, b""),
+        ("template", utf8, b"<template><a href=in-template>t</a></template><a href=after>a</a>"),
+        ("table", utf8, b"<table><a href=foster>f</a><tr><td><a href=cell>c</a></td></tr></table>"),
+    ];
+    for (what, content_type, body) in cases {
+        check(&page, *content_type, body, what);
+    }
+    // The cases above are not vacuous.
+    let (found, _) = links::extract(&page, utf8, cases[6].2);
+    assert_eq!(found.links.len(), 4, "comments: {:?}", found.links);
+    let (found, _) = links::extract(&page, utf8, cases[7].2);
+    assert_eq!(found.links.len(), 4, "scripts: {:?}", found.links);
+}
+
 #[test]
 fn demo_crawl_is_exactly_the_sequential_bfs_for_depth_and_max_pages() {
     let options = DemoOptions {
         pages: 300,
         latency: Duration::ZERO,
-        slow: Some(Duration::from_secs(1)),
+        slow: true,
     };
-    for (depth, max_pages) in [(3, 10_000), (3, 57), (4, 130), (2, 1)] {
-        let (depth_arg, max_arg) = (depth.to_string(), max_pages.to_string());
-        let doc = crawl_json(&demo(&["--depth", &depth_arg, "--max-pages", &max_arg]));
+    let cases = [(3, 10_000), (3, 57), (4, 130), (2, 1)];
+    // The crawls run at the same time: those that reach the slow page each wait out its timeout.
+    let children: Vec<_> = cases
+        .iter()
+        .map(|(depth, max_pages)| {
+            let (depth, max_pages) = (depth.to_string(), max_pages.to_string());
+            let args = demo_slow(&["--depth", &depth, "--max-pages", &max_pages, "--json"]);
+            examples::spawn(Command::new(crawler_bin()).args(args), "the crawler")
+        })
+        .collect();
+    for ((depth, max_pages), child) in cases.into_iter().zip(children) {
+        let run = finish(child);
+        assert_eq!(run.code, Some(0), "--depth {depth}: {}", run.stderr);
+        let doc = run.json();
         let expected = reference_bfs(&options, depth, max_pages);
         assert!(expected.len() <= max_pages);
         let got = order(&doc);
@@ -737,7 +875,17 @@ fn ignore_robots_fetches_disallowed_pages_and_not_robots_txt() {
 #[test]
 fn a_start_url_disallowed_by_robots_txt_is_not_fetched() {
     let site = small_site();
-    let doc = crawl_json(&[&site.at("/secret/x")]);
+    let run = crawl(&[&site.at("/secret/x"), "--timeout", SURE, "--json"]);
+    // Nothing was fetched: a failure, with the reason on stderr.
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: nothing was fetched")
+            && run.stderr.contains("robots.txt")
+            && run.stderr.contains("--ignore-robots"),
+        "{}",
+        run.stderr
+    );
+    let doc = run.json();
     assert_eq!(doc["pages"], serde_json::json!([]));
     assert_eq!(
         doc["robots_blocked_urls"],
@@ -819,7 +967,7 @@ fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
     ))
     .unwrap();
 
-    let doc = crawl_json(&[site.url.as_str(), "--all-hosts", "--timeout", "10s"]);
+    let doc = crawl_json(&[site.url.as_str(), "--all-hosts"]);
     let errors: BTreeMap<String, u64> = serde_json::from_value(doc["errors"].clone()).unwrap();
     assert_eq!(
         errors,
@@ -836,17 +984,113 @@ fn network_errors_are_counted_by_kind_and_the_crawl_goes_on() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// A start URL that cannot be fetched at all
+
+/// Runs the crawler on `url`, which cannot be fetched, and checks the failure: exit code 1, the reason on stderr
+/// (naming the error kind), and a summary without a rate (stdout, in the table and in `--json`).
+fn assert_nothing_fetched(url: &str, kind: &str) {
+    let run = crawl(&[url, "--timeout", SURE]);
+    assert_eq!(run.code, Some(1), "{url}: {}{}", run.stdout, run.stderr);
+    let reason = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: nothing was fetched: "))
+        .unwrap_or_else(|| panic!("{url}: no reason on stderr: {}", run.stderr));
+    assert!(reason.contains(&format!(": {kind}: ")), "{url}: {reason}");
+    assert!(reason.contains(url), "{url}: {reason}");
+    assert!(run.stdout.contains("Crawl finished"), "{}", run.stdout);
+    let rate = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("pages/s"))
+        .unwrap_or_else(|| panic!("no pages/s row in {}", run.stdout));
+    assert_eq!(
+        rate.split_whitespace().collect::<Vec<_>>(),
+        ["pages/s", "-"]
+    );
+
+    let run = crawl(&[url, "--timeout", SURE, "--json"]);
+    assert_eq!(run.code, Some(1), "{url} --json: {}", run.stderr);
+    assert!(run.stderr.contains(kind), "{url} --json: {}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["pages_per_s"], Value::Null);
+    assert_eq!(doc["pages"][0]["error"], kind);
+}
+
+#[test]
+fn a_closed_port_fails_with_connection_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_nothing_fetched(&format!("http://127.0.0.1:{port}/"), "connection-refused");
+}
+
+#[test]
+fn an_unresolvable_host_fails_with_dns() {
+    // `.invalid` never resolves (RFC 6761).
+    assert_nothing_fetched("http://no-such-host.invalid/", "dns");
+}
+
+#[test]
+fn tls_to_a_plain_http_port_fails_with_tls() {
+    let not_tls = NotTls::start();
+    assert_nothing_fetched(&format!("https://{}/", not_tls.addr), "tls");
+}
+
+#[test]
+fn a_start_page_with_an_error_status_was_still_fetched() {
+    let site = TestSite::start(|_| Action::Reply(not_found()));
+    let run = crawl(&[site.url.as_str(), "--timeout", SURE]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("error"), "{}", run.stderr);
+}
+
+#[test]
+fn one_worker_is_one_worker() {
+    let run = crawl(&[
+        "--demo-latency-ms",
+        "1",
+        "--timeout",
+        SURE,
+        "--depth",
+        "0",
+        "--workers",
+        "1",
+        "--max-pages",
+        "1",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("  1 worker, depth <= 0, at most 1 page\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Bad input, help, Ctrl-C
 
 #[test]
 fn bad_input_exits_2_with_a_message() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["not a url"], "invalid URL"),
         (&[""], "the URL is empty"),
         (&["example.com"], "did you mean http://example.com"),
         (&["ftp://example.com/"], "only http and https"),
         (&["http://"], "invalid URL"),
-        (&["--depth", "-1"], "'-1'"),
+        (
+            &["--depth", "-1"],
+            "invalid value '-1' for '--depth <DEPTH>': expected a whole number, 0 or more",
+        ),
+        (
+            &["--workers", "-3"],
+            "expected a whole number from 1 to 1024",
+        ),
+        (&["--max-pages", "-1"], "--max-pages"),
+        (&["--timeout", "-1"], "--timeout"),
         (&["--workers", "0"], "--workers"),
         (&["--max-pages", "zero"], "--max-pages"),
         (&["--timeout", "soon"], "--timeout"),
@@ -869,6 +1113,14 @@ fn bad_input_exits_2_with_a_message() {
             run.stderr
         );
         assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        // A negative number is a bad value, not an unknown option: clap's tip to pass it after `--` (which would
+        // make `-1` the start URL) is never given.
+        if args
+            .iter()
+            .any(|a| a.starts_with("-1") || a.starts_with("-3"))
+        {
+            assert!(!run.stderr.contains("tip:"), "{args:?}: {}", run.stderr);
+        }
     }
 }
 
@@ -911,7 +1163,7 @@ fn ctrl_c_cancels_queued_fetches_and_prints_the_partial_summary() {
             "2",
             "--json",
             "--timeout",
-            "30s",
+            SURE,
         ]),
         "the crawler",
     );
@@ -967,7 +1219,7 @@ fn progress_bar_on_a_terminal_does_not_block_the_crawl() {
         return;
     }
     let command = format!(
-        "{} --demo-latency-ms 1 --timeout 1s --depth 1",
+        "{} --demo-latency-ms 1 --timeout {SURE} --depth 1",
         crawler_bin().display()
     );
     let child = examples::spawn(

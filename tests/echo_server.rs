@@ -18,6 +18,9 @@ use examples::Run;
 
 /// If the example runs longer than this, the test fails (a safety net, not a synchronisation).
 const WATCHDOG: Duration = Duration::from_secs(120);
+/// The clients' reply timeout: a safety net far above what a reply needs, even waiting in line behind every other
+/// client on a saturated machine, so that only a hung server reaches it.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `target/<profile>/examples/echo_server`, built (or found up to date) by cargo on first use.
 fn echo_bin() -> &'static Path {
@@ -25,8 +28,17 @@ fn echo_bin() -> &'static Path {
     BIN.get_or_init(|| examples::build_example("echo_server"))
 }
 
+/// Runs the example; a self-test gets the generous `CLIENT_TIMEOUT` (in whole seconds).
 fn run(args: &[&str]) -> Run {
-    let child = examples::spawn(Command::new(echo_bin()).args(args), "the example");
+    let mut command = Command::new(echo_bin());
+    command.args(args);
+    if args.contains(&"--self-test") {
+        command.args([
+            "--client-timeout",
+            &format!("{}s", CLIENT_TIMEOUT.as_secs()),
+        ]);
+    }
+    let child = examples::spawn(&mut command, "the example");
     examples::finish(child, "echo_server", WATCHDOG)
 }
 
@@ -106,6 +118,23 @@ fn bad_input_exits_2_with_a_message() {
         (&["--self-test", "0"][..], "--self-test"),
         (&["--workers", "0", "--self-test", "5"][..], "--workers"),
         (&["--addr", "nowhere"][..], "--addr"),
+        (
+            &["--addr", "0.0.0.0:0", "--self-test", "3"][..],
+            "not a loopback address",
+        ),
+        (
+            &["--self-test", "-1"][..],
+            "expected a whole number from 1 to 10000",
+        ),
+        (
+            &["--workers", "-1", "--self-test", "5"][..],
+            "expected a whole number from 1 to 4096",
+        ),
+        (&["--messages", "-2", "--self-test", "5"][..], "--messages"),
+        (
+            &["--client-timeout", "soon", "--self-test", "5"][..],
+            "--client-timeout",
+        ),
     ] {
         let run = run(args);
         assert_eq!(run.code, Some(2), "{args:?}: {}{}", run.stdout, run.stderr);
@@ -114,13 +143,58 @@ fn bad_input_exits_2_with_a_message() {
             "{args:?}: {message:?} not in {}",
             run.stderr
         );
+        // clap's tip to pass `-1` after `--` does not apply here.
+        assert!(!run.stderr.contains("tip:"), "{args:?}: {}", run.stderr);
     }
+}
+
+/// `--addr` is where the self-test's server listens too (it used to be ignored there). 127.0.0.2 is loopback on
+/// Linux, and port 0 picks a free port, so no other program's port is taken.
+#[cfg(target_os = "linux")]
+#[test]
+fn self_test_listens_on_addr() {
+    let run = run(&[
+        "--self-test",
+        "5",
+        "--messages",
+        "2",
+        "--addr",
+        "127.0.0.2:0",
+    ]);
+    assert_succeeded(&run);
+    assert!(
+        run.stdout.starts_with("echo server on 127.0.0.2:"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(figure(&run.stdout, "replies verified"), 10);
+}
+
+#[test]
+fn counts_agree_with_their_nouns() {
+    let run = run(&[
+        "--self-test",
+        "1",
+        "--workers",
+        "1",
+        "--queue",
+        "1",
+        "--messages",
+        "1",
+    ]);
+    assert_succeeded(&run);
+    assert!(
+        run.stdout
+            .contains("(1 worker, queue of 1); 1 client x 1 message\n"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn in_process_server_counts_what_it_served() {
     let server = EchoServer::start(([127, 0, 0, 1], 0).into(), 8, 4).expect("a loopback server");
-    let stats = run_clients(server.addr(), 50, 4);
+    let stats = run_clients(server.addr(), 50, 4, CLIENT_TIMEOUT);
     let served = server.stop();
     assert_eq!(
         (stats.clients, stats.messages, stats.verified),
@@ -161,7 +235,7 @@ fn the_clients_catch_a_server_that_does_not_upper_case() {
             handler.join().unwrap();
         }
     });
-    let stats = run_clients(addr, 20, 5);
+    let stats = run_clients(addr, 20, 5, CLIENT_TIMEOUT);
     server.join().unwrap();
     assert_eq!(stats.messages, 100);
     assert_eq!(stats.verified, 0);

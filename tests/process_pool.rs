@@ -2,15 +2,17 @@
 //! pool re-runs this very executable as its workers), then runs the test cases one by one and prints a
 //! libtest-like summary. `cargo test --test process_pool [FILTER]` runs it.
 //!
-//! Nothing here synchronises with sleeps: tasks report to the test through Unix sockets, and block on them.
-//! Only the timeout tests have tasks that sleep, as the work being timed out.
+//! Nothing here synchronises with sleeps: tasks report to the test through loopback TCP connections, and block
+//! on them. Only the timeout tests have tasks that sleep, as the work being timed out. Every test that could hang
+//! if the pool broke its promises waits with a bound, so a hang fails the test instead of stalling the run.
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::{TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -60,8 +62,8 @@ fn sleep_ms(ms: u64) -> u64 {
 
 /// Connects to the test's socket at `path`, sends this worker's pid, then blocks until the test closes the
 /// connection (or kills this worker). Returns the pid.
-fn report_and_block(path: String) -> u32 {
-    let mut stream = UnixStream::connect(&path).expect("the test listens");
+fn report_and_block(address: String) -> u32 {
+    let mut stream = TcpStream::connect(&address).expect("the test listens");
     stream
         .write_all(&std::process::id().to_le_bytes())
         .expect("the test reads");
@@ -162,34 +164,113 @@ fn panicking_encode(_: ()) -> PanicsWhenEncoded {
 }
 
 /// Writes a bad frame on this worker's own protocol socket (found through the pool's environment variable), as
-/// a corrupted or foreign worker would: 0, an undecodable body; 1, an oversized length; 2, a reply to a task it
-/// was never given.
+/// a corrupted or foreign worker would: 0, an undecodable body; 1, an oversized length; 2, a well-formed reply to
+/// a task it was never given. The real reply follows the bad frame.
+#[cfg(unix)]
 fn corrupt_protocol(kind: u8) {
-    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
-    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
     let frame: Vec<u8> = match kind {
         0 => vec![3, 0, 0, 0, 0xff, 0xff, 0xff],
         1 => vec![0xf0, 0xff, 0xff, 0xff],
         _ => vec![3, 0, 0, 0, 1, 99, 0],
     };
-    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
-    // it is only borrowed for this write.
-    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    rustix::io::write(socket, &frame).expect("write to the protocol socket");
-    // The real reply follows the bad frame; the pool never reads that far.
+    write_on_protocol_socket(&frame);
 }
 
 /// Shuts the read side of this worker's protocol socket: the task's reply still goes out, but the next frame the
 /// pool sends fails at once (EPIPE on Linux), and the worker exits at its next read.
+#[cfg(unix)]
 fn shut_my_reads(_: ()) -> u32 {
     use std::os::fd::FromRawFd;
-    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
-    let fd: i32 = invitation.split(':').nth(1).unwrap().parse().unwrap();
+    let fd = protocol_fd();
     // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
     // `ManuallyDrop` keeps this borrowed view from closing it.
     let socket = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
     socket.shutdown(std::net::Shutdown::Read).unwrap();
     std::process::id()
+}
+
+/// The fd of this worker's protocol socket, from the pool's invitation (`{parent}:{fd}:...`).
+#[cfg(unix)]
+fn protocol_fd() -> i32 {
+    let invitation = std::env::var("CONCURRENT_FUTURES_WORKER").expect("run by a pool");
+    invitation.split(':').nth(1).unwrap().parse().unwrap()
+}
+
+/// Writes `bytes` on this worker's protocol socket, as a broken or foreign piece of code in the worker would.
+#[cfg(unix)]
+fn write_on_protocol_socket(bytes: &[u8]) {
+    // SAFETY: the fd named by the invitation is this worker's protocol socket, open for the worker's lifetime;
+    // it is only borrowed for this write.
+    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(protocol_fd()) };
+    rustix::io::write(socket, bytes).expect("write to the protocol socket");
+}
+
+/// Writes a frame header announcing 24 bytes followed by only 2, then returns: the worker's real reply follows,
+/// and the pool is left waiting for the rest of a frame that never comes (issue 12.2).
+#[cfg(unix)]
+fn truncated_frame(_: ()) {
+    write_on_protocol_socket(&[24, 0, 0, 0, 1, 2]);
+}
+
+/// Leaves a thread behind in the worker that, when the test says so, writes a well-formed reply to a task this
+/// worker never ran (task 1,000,000) on the protocol socket, then tells the test it did (issue 12.3).
+#[cfg(unix)]
+fn stray_reply_later(address: String) -> u32 {
+    let mut stream = TcpStream::connect(&address).expect("the test listens");
+    stream
+        .write_all(&std::process::id().to_le_bytes())
+        .expect("the test reads");
+    std::thread::spawn(move || {
+        let mut go = [0u8; 1];
+        if stream.read_exact(&mut go).is_ok() {
+            // Done { id: 1_000_000 (varint c0 84 3d), status: Ok }
+            write_on_protocol_socket(&[5, 0, 0, 0, 1, 0xc0, 0x84, 0x3d, 0]);
+            let _ = stream.write_all(&[1]);
+        }
+    });
+    std::process::id()
+}
+
+/// Closes this worker's protocol socket (`how` 0: `close` the fd; 1: `shutdown` both directions), then sleeps
+/// `ms`: the work a per-task timeout must still stop (issue 12.4).
+#[cfg(unix)]
+fn lose_socket_then_sleep((how, ms): (u8, u64)) -> u64 {
+    let fd = protocol_fd();
+    if how == 0 {
+        // SAFETY: closes the worker's protocol fd under its feet, as a buggy task might; the worker never uses it
+        // again (it is killed by the timeout while this task sleeps).
+        unsafe { rustix::io::close(fd) };
+    } else {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the fd is this worker's open protocol socket; `ManuallyDrop` keeps this view from closing it.
+        let socket = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
+        socket.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    }
+    sleep_ms(ms)
+}
+
+/// Reports to the test, forks without exec, and aborts; the forked copy (holding the worker's protocol socket)
+/// lives on until the test closes the connection (issue 12.5).
+#[cfg(unix)]
+fn fork_then_abort(address: String) {
+    use std::os::fd::AsRawFd;
+    let mut stream = TcpStream::connect(&address).expect("the test listens");
+    stream
+        .write_all(&std::process::id().to_le_bytes())
+        .expect("the test reads");
+    let fd = stream.as_raw_fd();
+    // SAFETY: the child only calls async-signal-safe functions (read, _exit) before it exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            let mut byte = 0u8;
+            // SAFETY: `fd` is open in the child (inherited); reads into a live local byte.
+            while unsafe { libc::read(fd, (&raw mut byte).cast(), 1) } > 0 {}
+            // SAFETY: ends the forked copy without running any destructor or atexit handler.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => panic!("fork failed"),
+        _ => std::process::abort(),
+    }
 }
 
 /// Runs a pool of its own inside a worker: its workers are this worker's children.
@@ -248,41 +329,31 @@ fn assert_no_children() {
     );
 }
 
-/// A listening socket a task can report to.
+/// A listening socket a task can report to (loopback TCP, so it works on every platform).
 struct Rendezvous {
-    listener: UnixListener,
-    path: PathBuf,
+    listener: TcpListener,
 }
 
 impl Rendezvous {
     fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "cf-process-test-{}-{}.sock",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).expect("bind a test socket");
-        Rendezvous { listener, path }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test socket");
+        Rendezvous { listener }
     }
 
+    /// The address a task connects to.
     fn path(&self) -> String {
-        self.path.to_string_lossy().into_owned()
+        self.listener
+            .local_addr()
+            .expect("a bound socket")
+            .to_string()
     }
 
     /// Waits for a task to connect; returns the connection and the pid it reported.
-    fn accept(&self) -> (UnixStream, u32) {
+    fn accept(&self) -> (TcpStream, u32) {
         let (mut stream, _) = self.listener.accept().expect("a task connects");
         let mut pid = [0u8; 4];
         stream.read_exact(&mut pid).expect("the task sends its pid");
         (stream, u32::from_le_bytes(pid))
-    }
-}
-
-impl Drop for Rendezvous {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -296,6 +367,27 @@ const LONG: Duration = Duration::from_secs(60);
 fn result<T: Send + Sync + Clone + 'static>(future: &Future<T>) -> Result<T, Error> {
     future.result_timeout(LONG).cloned()
 }
+
+/// Runs `f` on a thread of its own and returns what it returns; fails the test if it takes longer than `limit`
+/// (the thread is left behind), so a hang is a failure instead of a stalled run.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// The bound on what the fixed pool does at once (a hang past it is a failure).
+const BOUND: Duration = Duration::from_secs(20);
 
 fn pool(workers: usize) -> ProcessPoolExecutor {
     ProcessPoolExecutor::new(workers).expect("a pool")
@@ -715,6 +807,30 @@ fn unknown_and_unnameable_tasks_are_refused() {
         pool.map(not_registered, [1, 2]).map(|_| ()),
         Err(Error::UnknownTask(_))
     ));
+    // The same through the `Executor` trait, which has no serde bounds and finds codecs in the registry.
+    match Executor::submit(&pool, not_registered, 1) {
+        Err(error @ Error::UnknownTask(_)) => {
+            let message = error.to_string();
+            assert!(message.contains("not_registered"), "{message}");
+            assert!(message.contains("process_main!"), "{message}");
+        }
+        other => panic!("expected UnknownTask, got {other:?}"),
+    }
+    assert!(matches!(
+        Executor::map(&pool, not_registered, [1, 2]).map(|_| ()),
+        Err(Error::UnknownTask(_))
+    ));
+    assert!(matches!(
+        Executor::submit(&pool, pointer, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        Executor::submit(&pool, square, 3)
+            .unwrap()
+            .result_timeout(LONG)
+            .cloned(),
+        Ok(9)
+    );
     assert_eq!(result(&pool.submit(square, 2).unwrap()), Ok(4));
     assert!(pool.worker_pids().len() <= 1);
 }
@@ -801,9 +917,10 @@ fn oversized_frames_are_protocol_errors() {
     );
 }
 
+#[cfg(unix)]
 fn malformed_frames_from_a_worker_are_protocol_errors() {
     let pool = pool(1);
-    let expected = ["malformed frame", "maximum frame size", "not running"];
+    let expected = ["malformed frame", "maximum frame size"];
     for (kind, what) in (0u8..).zip(expected) {
         match pool
             .submit(corrupt_protocol, kind)
@@ -815,9 +932,16 @@ fn malformed_frames_from_a_worker_are_protocol_errors() {
         }
         assert_eq!(result(&pool.submit(square, 6).unwrap()), Ok(36));
     }
+    // A well-formed reply to a task the worker is not running is dropped: the task's own reply follows, in step.
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    assert_eq!(result(&pool.submit(corrupt_protocol, 2).unwrap()), Ok(()));
+    assert_eq!(result(&pool.submit(pid, ()).unwrap()), Ok(worker));
     drop(pool);
     assert_no_children();
 }
+
+#[cfg(not(unix))]
+fn malformed_frames_from_a_worker_are_protocol_errors() {}
 
 /// A task handed to a worker that cannot take its frame goes back to the queue and runs on another worker,
 /// instead of failing with the worker's death.
@@ -1015,39 +1139,54 @@ fn stray_invitation_does_not_enter_worker_mode() {
     assert!(stdout.contains("print scenario: [0, 1, 2]"), "{stdout}");
 }
 
-/// Speaks the wire protocol by hand to a worker started like the pool starts one: it says hello first, and
-/// answers a call of an unknown name with `UnknownTask` (the pool itself refuses such a submit earlier).
-fn worker_answers_unknown_names_with_unknown_task() {
+/// A worker started by hand, as the pool starts one (but without Linux's parent-death signal): our end of its
+/// protocol socket, and the write end of its lifeline pipe.
+#[cfg(unix)]
+fn worker_by_hand() -> (std::process::Child, UnixStream, std::io::PipeWriter) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
-    let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let fd = theirs.as_raw_fd();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (lifeline, lifeline_writer) = std::io::pipe().unwrap();
+    let (fd, lifeline_fd) = (theirs.as_raw_fd(), lifeline.as_raw_fd());
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.env(
         "CONCURRENT_FUTURES_WORKER",
-        format!("{}:{fd}:1048576:test-token", std::process::id()),
+        format!(
+            "{}:{fd}:1048576:test-token:{lifeline_fd}",
+            std::process::id()
+        ),
     );
     // SAFETY: runs in the forked child before exec and only calls fcntl (async-signal-safe, no allocation) on
-    // an fd that is open there, because `theirs` is alive in the parent until `spawn` returns.
+    // fds that are open there, because `theirs` and `lifeline` are alive in the parent until `spawn` returns.
     unsafe {
         command.pre_exec(move || {
-            let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
-            rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::empty())?;
+            for fd in [fd, lifeline_fd] {
+                let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::empty())?;
+            }
             Ok(())
         });
     }
-    let mut child = command.spawn().expect("start a worker by hand");
-    drop(theirs);
+    let child = command.spawn().expect("start a worker by hand");
+    (child, ours, lifeline_writer)
+}
 
-    let read_frame = |stream: &mut UnixStream| -> Vec<u8> {
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).expect("a frame");
-        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-        stream.read_exact(&mut body).expect("a frame body");
-        body
-    };
-    let hello = read_frame(&mut ours);
+#[cfg(unix)]
+fn read_raw_frame(stream: &mut UnixStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("a frame");
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    stream.read_exact(&mut body).expect("a frame body");
+    body
+}
+
+/// Speaks the wire protocol by hand to a worker started like the pool starts one: it says hello first, and
+/// answers a call of an unknown name with `UnknownTask` (the pool itself refuses such a submit earlier).
+#[cfg(unix)]
+fn worker_answers_unknown_names_with_unknown_task() {
+    let (mut child, mut ours, _lifeline) = worker_by_hand();
+    let hello = read_raw_frame(&mut ours);
     assert_eq!(hello[0], 0, "the first frame is a hello");
     assert_eq!(&hello[1..9], b"cfpool\0\x01", "with the protocol's magic");
 
@@ -1057,7 +1196,10 @@ fn worker_answers_unknown_names_with_unknown_task() {
     frame.extend_from_slice(&call);
     ours.write_all(&frame).unwrap();
     // Done { id: 5, status: UnknownTask("nope") }
-    assert_eq!(read_frame(&mut ours), [1, 5, 2, 4, b'n', b'o', b'p', b'e']);
+    assert_eq!(
+        read_raw_frame(&mut ours),
+        [1, 5, 2, 4, b'n', b'o', b'p', b'e']
+    );
 
     drop(ours);
     let status = child.wait().unwrap();
@@ -1066,6 +1208,27 @@ fn worker_answers_unknown_names_with_unknown_task() {
         "the worker exits cleanly at end of stream: {status}"
     );
 }
+
+#[cfg(not(unix))]
+fn worker_answers_unknown_names_with_unknown_task() {}
+
+/// A worker whose pool's process is gone exits even while its socket stays open (here: held by the test), through
+/// its lifeline: what replaces Linux's parent-death signal on macOS, checked here without that signal.
+#[cfg(unix)]
+fn worker_exits_when_its_lifeline_breaks() {
+    let (mut child, mut ours, lifeline) = worker_by_hand();
+    let hello = read_raw_frame(&mut ours);
+    assert_eq!(hello[0], 0, "the first frame is a hello");
+    drop(lifeline);
+    let status = within(BOUND, "the orphaned worker's exit", move || {
+        child.wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(71), "{status}");
+    drop(ours);
+}
+
+#[cfg(not(unix))]
+fn worker_exits_when_its_lifeline_breaks() {}
 
 /// Workers that never reach the worker-mode line are killed after the startup timeout, and the pool reports
 /// why instead of hanging.
@@ -1120,6 +1283,213 @@ fn async_await_a_process_future() {
 fn no_children_left_at_the_end() {
     assert_no_children();
 }
+
+/// A done-callback runs on a pool thread; one that submits a task to the same pool and waits for it must not
+/// deadlock, even though its worker went back to the idle list first and is the one the new task goes to
+/// (issue 12.1).
+fn done_callback_that_submits_and_waits_does_not_deadlock() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(4);
+    // Idle workers to spare.
+    let warm: Vec<Future<u64>> = (0..4).map(|i| pool.submit(square, i).unwrap()).collect();
+    for future in &warm {
+        result(future).unwrap();
+    }
+    let running = pool.submit(report_and_block, rendezvous.path()).unwrap();
+    let (connection, _) = rendezvous.accept();
+    let handle = pool.clone();
+    let (tx, rx) = mpsc::channel();
+    running.add_done_callback(move |_| {
+        let inner = handle.submit(square, 5).unwrap();
+        let outcome = inner.result_timeout(BOUND).cloned();
+        // Not the last handle: dropping that on a pool thread could not wait for the pool to finish.
+        drop(handle);
+        let _ = tx.send(outcome);
+    });
+    drop(connection);
+    let inner = rx
+        .recv_timeout(LONG)
+        .expect("the callback ran and sent its result");
+    assert_eq!(inner, Ok(25), "the callback's own task finished");
+    assert!(result(&running).is_ok());
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// Callbacks that block do not hold up the delivery of other results, nor each other.
+fn blocked_callbacks_do_not_hold_up_results() {
+    let pool = pool(2);
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+    let (ran_tx, ran_rx) = mpsc::channel();
+    let firsts: Vec<Future<u64>> = (0..8).map(|i| pool.submit(square, i).unwrap()).collect();
+    for future in &firsts {
+        let release_rx = release_rx.clone();
+        let ran_tx = ran_tx.clone();
+        future.add_done_callback(move |_| {
+            let _ = ran_tx.send(());
+            // Blocks until the test releases it (or the test ends).
+            let _ = release_rx.lock().unwrap().recv_timeout(LONG);
+        });
+    }
+    for _ in 0..8 {
+        ran_rx
+            .recv_timeout(BOUND)
+            .expect("every callback started, none waits for another");
+    }
+    let more: Vec<Future<u64>> = (10..30).map(|i| pool.submit(square, i).unwrap()).collect();
+    for (i, future) in (10..).zip(&more) {
+        assert_eq!(future.result_timeout(BOUND).cloned(), Ok(i * i));
+    }
+    for _ in 0..8 {
+        release_tx.send(()).unwrap();
+    }
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+/// A worker that writes a frame header and only part of its body is broken: its task fails with `Protocol`
+/// within a bounded time, the worker is replaced, and shutdown does not hang on it (issue 12.2).
+#[cfg(unix)]
+fn truncated_frame_fails_its_task_and_shutdown_does_not_hang() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let before = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let broken = pool.submit(truncated_frame, ()).unwrap();
+    match broken.result_timeout(BOUND) {
+        Err(Error::Protocol(what)) => assert!(what.contains("middle of a frame"), "{what}"),
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    let after = pool.submit(pid, ()).unwrap().result_timeout(BOUND).cloned();
+    assert!(matches!(after, Ok(pid) if pid != before), "{after:?}");
+    // The same again, this time dropping the pool while the frame hangs.
+    let broken = pool.submit(truncated_frame, ()).unwrap();
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert!(matches!(broken.result(), Err(Error::Protocol(_))));
+    assert_no_children();
+}
+
+#[cfg(not(unix))]
+fn truncated_frame_fails_its_task_and_shutdown_does_not_hang() {}
+
+/// A reply to a task the worker is not running (written by a thread an earlier task left behind) does not fail
+/// the task the worker is running: it is logged and dropped (issue 12.3).
+#[cfg(unix)]
+fn a_stray_reply_does_not_blame_an_innocent_task() {
+    let stray = Rendezvous::new();
+    let innocent = Rendezvous::new();
+    let pool = pool(1);
+    let worker = result(&pool.submit(stray_reply_later, stray.path()).unwrap()).unwrap();
+    let (mut trigger, _) = stray.accept();
+    let running = pool.submit(report_and_block, innocent.path()).unwrap();
+    let (connection, reported) = innocent.accept();
+    assert_eq!(reported, worker);
+    trigger.write_all(&[1]).unwrap();
+    let mut written = [0u8; 1];
+    trigger
+        .read_exact(&mut written)
+        .expect("the stray reply was written");
+    // The stray frame is in the stream before the running task's reply.
+    drop(connection);
+    assert_eq!(running.result_timeout(BOUND).cloned(), Ok(worker));
+    assert_eq!(
+        result(&pool.submit(pid, ()).unwrap()),
+        Ok(worker),
+        "the worker was kept"
+    );
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+#[cfg(not(unix))]
+fn a_stray_reply_does_not_blame_an_innocent_task() {}
+
+/// A task that closed (or shut down) its worker's protocol socket and keeps running is still killed by its
+/// timeout (issue 12.4).
+#[cfg(unix)]
+fn timeout_kills_a_task_that_lost_its_socket() {
+    let pool = pool(1);
+    for how in [0u8, 1] {
+        let started = Instant::now();
+        let lost = pool
+            .submit_with_timeout(
+                lose_socket_then_sleep,
+                (how, 30_000),
+                Duration::from_secs(1),
+            )
+            .unwrap();
+        assert_eq!(
+            lost.result_timeout(BOUND).cloned(),
+            Err(Error::TaskTimeout {
+                timeout: Duration::from_secs(1)
+            }),
+            "how = {how}"
+        );
+        assert!(started.elapsed() < BOUND);
+        assert_eq!(result(&pool.submit(square, 3).unwrap()), Ok(9));
+    }
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+#[cfg(not(unix))]
+fn timeout_kills_a_task_that_lost_its_socket() {}
+
+/// A worker that forks (without exec) and aborts fails its task at once, although the forked copy still holds
+/// the protocol socket open (issue 12.5).
+#[cfg(unix)]
+fn fork_then_abort_fails_at_once() {
+    let rendezvous = Rendezvous::new();
+    let pool = pool(1);
+    let crashed = pool.submit(fork_then_abort, rendezvous.path()).unwrap();
+    // Held open until the end: the forked copy lives while it is.
+    let (forked, _) = rendezvous.accept();
+    match crashed.result_timeout(BOUND) {
+        Err(Error::WorkerDied { reason, .. }) => assert!(reason.contains("SIGABRT"), "{reason}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(
+        pool.submit(square, 4)
+            .unwrap()
+            .result_timeout(BOUND)
+            .cloned(),
+        Ok(16)
+    );
+    drop(forked);
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+#[cfg(not(unix))]
+fn fork_then_abort_fails_at_once() {}
+
+/// A task handed to a worker that dies before reading it (stopped, then killed) runs on another worker instead
+/// of failing with the death of a worker that never saw it.
+#[cfg(unix)]
+fn a_task_a_dead_worker_never_read_runs_elsewhere() {
+    use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+    let pool = pool(1);
+    let worker = result(&pool.submit(pid, ()).unwrap()).unwrap();
+    let raw = Pid::from_raw(worker as i32).unwrap();
+    kill_process(raw, Signal::STOP).unwrap();
+    // Wait (without reaping) until it is stopped: from now on it reads nothing.
+    waitid(
+        WaitId::Pid(raw),
+        WaitIdOptions::STOPPED | WaitIdOptions::NOWAIT,
+    )
+    .unwrap();
+    let handed = pool.submit(pid, ()).unwrap();
+    kill_process(raw, Signal::KILL).unwrap();
+    let ran = handed.result_timeout(BOUND).cloned();
+    assert!(matches!(ran, Ok(pid) if pid != worker), "{ran:?}");
+    within(BOUND, "dropping the pool", move || drop(pool));
+    assert_no_children();
+}
+
+#[cfg(not(unix))]
+fn a_task_a_dead_worker_never_read_runs_elsewhere() {}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Runner
@@ -1241,6 +1611,10 @@ const TESTS: &[(&str, fn())] = &[
         worker_answers_unknown_names_with_unknown_task,
     ),
     (
+        "worker_exits_when_its_lifeline_breaks",
+        worker_exits_when_its_lifeline_breaks,
+    ),
+    (
         "silent_workers_break_the_pool_with_a_reason",
         silent_workers_break_the_pool_with_a_reason,
     ),
@@ -1249,6 +1623,34 @@ const TESTS: &[(&str, fn())] = &[
         a_worker_can_run_a_pool_of_its_own,
     ),
     ("async_await_a_process_future", async_await_a_process_future),
+    (
+        "done_callback_that_submits_and_waits_does_not_deadlock",
+        done_callback_that_submits_and_waits_does_not_deadlock,
+    ),
+    (
+        "blocked_callbacks_do_not_hold_up_results",
+        blocked_callbacks_do_not_hold_up_results,
+    ),
+    (
+        "truncated_frame_fails_its_task_and_shutdown_does_not_hang",
+        truncated_frame_fails_its_task_and_shutdown_does_not_hang,
+    ),
+    (
+        "a_stray_reply_does_not_blame_an_innocent_task",
+        a_stray_reply_does_not_blame_an_innocent_task,
+    ),
+    (
+        "timeout_kills_a_task_that_lost_its_socket",
+        timeout_kills_a_task_that_lost_its_socket,
+    ),
+    (
+        "fork_then_abort_fails_at_once",
+        fork_then_abort_fails_at_once,
+    ),
+    (
+        "a_task_a_dead_worker_never_read_runs_elsewhere",
+        a_task_a_dead_worker_never_read_runs_elsewhere,
+    ),
     ("no_children_left_at_the_end", no_children_left_at_the_end),
 ];
 
@@ -1283,14 +1685,20 @@ fn main() {
         .register(init_fail)
         .register(read_init)
         .register(bad_result)
-        .register(corrupt_protocol)
         .register(panicking_decode)
         .register(panicking_encode)
-        .register(shut_my_reads)
         .register(nested_square)
         .register(common::generic::square)
         .register(common::generic::describe)
         .register(common::generic::fail);
+    #[cfg(unix)]
+    let registry = registry
+        .register(corrupt_protocol)
+        .register(shut_my_reads)
+        .register(truncated_frame)
+        .register(stray_reply_later)
+        .register(lose_socket_then_sleep)
+        .register(fork_then_abort);
     let registry = if mismatch {
         registry.register(only_in_parent)
     } else {
@@ -1301,6 +1709,14 @@ fn main() {
     if mismatch {
         scenario_mismatch();
         return;
+    }
+    if std::env::var_os("CONCURRENT_FUTURES_WORKER").is_some()
+        && !args.iter().any(|a| a.starts_with("--scenario"))
+    {
+        // Started as a worker but not let into worker mode: running the whole suite here would start pools,
+        // whose workers would do the same, without end.
+        eprintln!("process_pool: invited into worker mode but refused; not running the tests");
+        std::process::exit(3);
     }
     if let Some(at) = args.iter().position(|a| a == "--scenario-orphan") {
         scenario_orphan(args.get(at + 1).cloned().unwrap_or_default());

@@ -10,8 +10,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default per-request timeout against the built-in demo site (its slow page is slower than this).
 pub const DEFAULT_DEMO_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A concurrent web crawler: every fetch is a task on a `concurrent_futures::ThreadPoolExecutor`, and a done-callback
-/// on each task's future parses the page and submits the links it finds.
+/// A concurrent web crawler: every fetch is a task on a `concurrent_futures::ThreadPoolExecutor` that reads the
+/// page's links as it arrives, and a done-callback on each task's future submits the links it found.
 ///
 /// With no URL it starts a built-in demo site on 127.0.0.1 and crawls that (no network needed).
 #[derive(Parser, Debug, Clone)]
@@ -21,19 +21,19 @@ pub struct Args {
     pub url: Option<String>,
 
     /// Follow links up to this many hops from the start page (the start page is depth 0).
-    #[arg(short, long, default_value_t = 3)]
-    pub depth: u32,
+    #[arg(short, long, default_value_t = 3, allow_negative_numbers = true, value_parser = whole_number::<0, { u32::MAX as u64 }>)]
+    pub depth: u64,
 
     /// Fetch at most this many URLs (redirect hops count as fetches).
-    #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(short = 'n', long, default_value_t = 1000, allow_negative_numbers = true, value_parser = whole_number::<1, 10_000_000>)]
     pub max_pages: u64,
 
     /// Worker threads fetching at the same time.
-    #[arg(short, long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(short, long, default_value_t = 16, allow_negative_numbers = true, value_parser = whole_number::<1, 1024>)]
     pub workers: u64,
 
     /// Per-request timeout, e.g. `10s`, `500ms` or `2.5` (seconds) [default: 10s, 500ms for the demo site].
-    #[arg(short, long, value_parser = parse_duration)]
+    #[arg(short, long, allow_negative_numbers = true, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
     /// Follow links to other hosts too (by default only the start URL's host and port are crawled).
@@ -53,16 +53,30 @@ pub struct Args {
     pub quiet: bool,
 
     /// Demo site: latency added to every response, in milliseconds.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = whole_number::<0, 60_000>)]
     pub demo_latency_ms: u64,
 
     /// Demo site: number of generated pages.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true, value_parser = whole_number::<1, 1_000_000>)]
     pub demo_pages: u64,
 
     /// Serve the demo site and print its URL, without crawling it, until Ctrl-C.
     #[arg(long, conflicts_with = "url")]
     pub serve_demo: bool,
+}
+
+/// A whole number from `MIN` to `MAX`. (Negative numbers reach this parser, `allow_negative_numbers`, so that
+/// `--depth -1` is told what is wrong rather than clap's tip to pass `-1` after `--`, which would make it the URL.)
+pub fn whole_number<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
+    let wanted = if MAX == u64::MAX || MAX == u64::from(u32::MAX) {
+        format!("a whole number, {MIN} or more")
+    } else {
+        format!("a whole number from {MIN} to {MAX}")
+    };
+    match s.trim().parse::<i128>() {
+        Ok(n) if (i128::from(MIN)..=i128::from(MAX)).contains(&n) => Ok(n as u64),
+        Ok(_) | Err(_) => Err(format!("expected {wanted}")),
+    }
 }
 
 /// `10s`, `500ms`, `1m 30s` (humantime), or a plain number of seconds (`2`, `0.5`).
@@ -121,6 +135,24 @@ mod tests {
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("1e19").is_err());
         assert!(parse_duration("NaN").is_err());
+    }
+
+    #[test]
+    fn whole_numbers() {
+        assert_eq!(whole_number::<0, 10>("3"), Ok(3));
+        assert_eq!(whole_number::<0, 10>(" 0 "), Ok(0));
+        assert!(
+            whole_number::<0, 10>("-1")
+                .unwrap_err()
+                .contains("from 0 to 10")
+        );
+        assert!(whole_number::<1, 10>("0").is_err());
+        assert!(whole_number::<1, 10>("11").is_err());
+        assert!(
+            whole_number::<0, { u32::MAX as u64 }>("x")
+                .unwrap_err()
+                .contains("0 or more")
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The crawl itself: each fetch is a task on a `ThreadPoolExecutor`; a done-callback on its future parses the page
-//! and submits the links it finds.
+//! The crawl itself: each fetch is a task on a `ThreadPoolExecutor`, which reads the page's links as its body
+//! streams in (`links::LinkExtractor`); a done-callback on its future records the page and submits the links found.
 //!
 //! The crawl is breadth-first and deterministic, whatever the order in which fetches finish. Every URL the crawl
 //! accepts gets the next place in one BFS queue (`State::entries`). Fetches run ahead, up to twice as many as there
@@ -26,7 +26,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::fetch::{ErrorKind, Fetched, Fetcher};
-use super::links;
+use super::links::{self, PageLinks};
 use super::robots::RobotsCache;
 
 /// At most this many redirects in a row.
@@ -104,8 +104,8 @@ struct Entry {
 /// What the callback made of a finished fetch.
 struct Processed {
     record: Option<PageRecord>,
-    /// Links to follow (already resolved and normalised); empty for `nofollow` pages.
-    links: Vec<Url>,
+    /// Links to follow (already resolved and normalised); `None` for `nofollow` pages and non-pages.
+    links: Option<Arc<PageLinks>>,
     redirect: Option<Url>,
 }
 
@@ -335,7 +335,7 @@ impl Crawl {
                 self.lock().robots_blocked.push(url.to_string());
                 Processed {
                     record: None,
-                    links: Vec::new(),
+                    links: None,
                     redirect: None,
                 }
             }
@@ -359,7 +359,7 @@ impl Crawl {
                 };
                 Processed {
                     record: Some(record),
-                    links: Vec::new(),
+                    links: None,
                     redirect: None,
                 }
             }
@@ -379,7 +379,7 @@ impl Crawl {
             }
             st.entries[index].done = Some(processed.unwrap_or(Processed {
                 record: None,
-                links: Vec::new(),
+                links: None,
                 redirect: None,
             }));
             if self.stopping.load(Ordering::SeqCst) {
@@ -420,7 +420,7 @@ impl Crawl {
         let Some(processed) = st.entries[i].done.as_mut() else {
             return;
         };
-        let links = std::mem::take(&mut processed.links);
+        let links = processed.links.take();
         let redirect = processed.redirect.take();
         if let Some(target) = redirect {
             // A loop: following the committed redirects from the target leads back here.
@@ -461,9 +461,16 @@ impl Crawl {
                 self.accept(st, target, depth, hops + 1);
             }
         } else if depth < self.config.depth {
-            for link in links {
-                self.accept(st, link, depth + 1, 0);
+            for link in links.iter().flat_map(|found| &found.links) {
+                self.accept_link(st, link, depth + 1);
             }
+        }
+    }
+
+    /// [`accept`](Self::accept) for a link of a page, copied only if it is new.
+    fn accept_link(&self, st: &mut State, url: &Url, depth: u32) {
+        if !st.seen.contains(url.as_str()) {
+            self.accept(st, url.clone(), depth, 0);
         }
     }
 
@@ -534,7 +541,7 @@ fn examine(url: &Url, depth: u32, fetched: &Fetched) -> Processed {
     };
     let mut processed = Processed {
         record: None,
-        links: Vec::new(),
+        links: None,
         redirect: None,
     };
     if let Some(status @ (301 | 302 | 303 | 307 | 308)) = fetched.status {
@@ -557,85 +564,16 @@ fn examine(url: &Url, depth: u32, fetched: &Fetched) -> Processed {
             None => {}
         }
     }
-    if let Some(body) = &fetched.html {
-        let (text, encoding_error) = decode(fetched.content_type.as_deref(), body);
-        if let Some(detail) = encoding_error {
+    if let Some(found) = &fetched.links {
+        if let Some(detail) = &fetched.encoding_error {
             record.error.get_or_insert(ErrorKind::Encoding);
-            record.detail.get_or_insert(detail);
+            record.detail.get_or_insert_with(|| detail.clone());
         }
-        let found = links::extract(url, &text);
         record.links = found.links.len();
         if !found.nofollow {
-            processed.links = found.links;
+            processed.links = Some(Arc::clone(found));
         }
     }
     processed.record = Some(record);
     processed
-}
-
-/// Decodes an HTML body in the charset its Content-Type declares (UTF-8 when none; windows-1252 when undeclared
-/// and not UTF-8). Returns the text (lossy) and, when the body is not valid in the declared charset, what is wrong.
-fn decode(content_type: Option<&str>, body: &[u8]) -> (String, Option<String>) {
-    let declared = content_type
-        .and_then(|ct| ct.parse::<mime::Mime>().ok())
-        .and_then(|m| m.get_param(mime::CHARSET).map(|c| c.as_str().to_owned()));
-    let encoding = declared
-        .as_deref()
-        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
-    match (declared, encoding) {
-        (Some(label), None) => {
-            let (text, _, _) = encoding_rs::UTF_8.decode(body);
-            (
-                text.into_owned(),
-                Some(format!("unknown charset {label:?}")),
-            )
-        }
-        (Some(_), Some(encoding)) => {
-            let (text, used, had_errors) = encoding.decode(body);
-            let error = had_errors.then(|| {
-                format!(
-                    "invalid {} in a page declared as {}",
-                    used.name(),
-                    encoding.name()
-                )
-            });
-            (text.into_owned(), error)
-        }
-        (None, _) => {
-            let (text, _, had_errors) = encoding_rs::UTF_8.decode(body);
-            if had_errors {
-                let (text, _, _) = encoding_rs::WINDOWS_1252.decode(body);
-                (text.into_owned(), None)
-            } else {
-                (text.into_owned(), None)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decoding() {
-        assert_eq!(
-            decode(Some("text/html; charset=utf-8"), "é".as_bytes()),
-            ("é".into(), None)
-        );
-        let (text, error) = decode(Some("text/html; charset=utf-8"), b"a\xffb");
-        assert_eq!(text, "a\u{fffd}b");
-        assert!(error.unwrap().contains("UTF-8"));
-        assert_eq!(
-            decode(Some("text/html; charset=iso-8859-1"), b"caf\xe9"),
-            ("café".into(), None)
-        );
-        assert_eq!(decode(Some("text/html"), b"caf\xe9"), ("café".into(), None));
-        assert!(
-            decode(Some("text/html; charset=klingon"), b"x")
-                .1
-                .unwrap()
-                .contains("unknown charset")
-        );
-    }
 }

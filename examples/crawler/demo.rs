@@ -10,7 +10,7 @@
 //! | `/page/{i}` | `i` < pages: links to its 8 children `8i+8..8i+15`, its parent, one "random" page, some 404s |
 //! | `/redirect/1` | 301 → `/redirect/2` 302 → `/redirect/3` 307 → `/landing` |
 //! | `/loop/a`, `/loop/b` | redirect to each other |
-//! | `/slow` | answers only after the slow delay (longer than the crawler's timeout) |
+//! | `/slow` | answers only when the site stops: slower than any timeout, by construction |
 //! | `/files/report.pdf` | `application/pdf` |
 //! | `/large` | a 1.5 MB HTML page |
 //! | `/bad-encoding` | declared UTF-8, is not |
@@ -34,8 +34,8 @@ pub struct DemoOptions {
     pub pages: usize,
     /// Added to every response.
     pub latency: Duration,
-    /// How long `/slow` takes to answer; `None`: no slow page (and no link to it).
-    pub slow: Option<Duration>,
+    /// Whether there is a `/slow` page (linked from `/about`) that answers only when the site stops.
+    pub slow: bool,
 }
 
 impl Default for DemoOptions {
@@ -43,7 +43,7 @@ impl Default for DemoOptions {
         DemoOptions {
             pages: 300,
             latency: Duration::from_millis(20),
-            slow: Some(Duration::from_secs(5)),
+            slow: true,
         }
     }
 }
@@ -55,8 +55,8 @@ pub struct Reply {
     pub content_type: &'static str,
     pub location: Option<String>,
     pub body: Vec<u8>,
-    /// Extra delay before answering (the slow page).
-    pub delay: Option<Duration>,
+    /// Answer only when the site stops (the slow page).
+    pub hold: bool,
 }
 
 impl Reply {
@@ -66,7 +66,7 @@ impl Reply {
             content_type: "text/html; charset=utf-8",
             location: None,
             body: body.into_bytes(),
-            delay: None,
+            hold: false,
         }
     }
 
@@ -127,7 +127,7 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
             Reply::html(200, page("Demo site", &body))
         }
         "/about" => {
-            let slow = if options.slow.is_some() {
+            let slow = if options.slow {
                 "<a href=\"/slow\">a slow page</a>"
             } else {
                 ""
@@ -145,7 +145,7 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
             content_type: "text/plain",
             location: None,
             body: ROBOTS_TXT.as_bytes().to_vec(),
-            delay: None,
+            hold: false,
         },
         "/redirect/1" => Reply::redirect(301, "/redirect/2"),
         "/redirect/2" => Reply::redirect(302, "/redirect/3"),
@@ -159,20 +159,17 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
         ),
         "/loop/a" => Reply::redirect(302, "/loop/b"),
         "/loop/b" => Reply::redirect(302, "/loop/a"),
-        "/slow" => match options.slow {
-            Some(delay) => {
-                let mut reply = Reply::html(
-                    200,
-                    page(
-                        "Slow",
-                        "<p>Worth the wait?</p><a href=\"/slow-child\">x</a>",
-                    ),
-                );
-                reply.delay = Some(delay);
-                reply
-            }
-            None => not_found(path),
-        },
+        "/slow" if options.slow => {
+            let mut reply = Reply::html(
+                200,
+                page(
+                    "Slow",
+                    "<p>Worth the wait?</p><a href=\"/slow-child\">x</a>",
+                ),
+            );
+            reply.hold = true;
+            reply
+        }
         "/files/report.pdf" => {
             let mut body = b"%PDF-1.4\n% not really a PDF, but labelled as one\n".to_vec();
             body.resize(20_000, b'.');
@@ -181,7 +178,7 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
                 content_type: "application/pdf",
                 location: None,
                 body,
-                delay: None,
+                hold: false,
             }
         }
         "/large" => {
@@ -211,7 +208,7 @@ pub fn respond(options: &DemoOptions, refused: &str, path: &str) -> Reply {
                 content_type: "text/html; charset=utf-8",
                 location: None,
                 body,
-                delay: None,
+                hold: false,
             }
         }
         "/flaky" => Reply::html(503, page("Service unavailable", "<p>Try again later.</p>")),
@@ -332,6 +329,14 @@ impl Drop for DemoSite {
     }
 }
 
+/// Waits until the site is stopping (the slow page: a latch, not a delay, so that it is slower than any timeout
+/// however slow the machine).
+fn hold(stop: &(Mutex<bool>, Condvar)) {
+    let (stopped, wake) = stop;
+    let guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
+    drop(wake.wait_while(guard, |stopped| !*stopped));
+}
+
 /// Waits `delay`, or less if the site is stopping. (Simulated server latency, not synchronisation.)
 fn pause(stop: &(Mutex<bool>, Condvar), delay: Duration) {
     if delay.is_zero() {
@@ -353,7 +358,10 @@ fn serve(
         *hits.entry(request.path.clone()).or_default() += 1;
     }
     let reply = respond(options, refused, &request.path);
-    pause(stop, options.latency + reply.delay.unwrap_or_default());
+    if reply.hold {
+        hold(stop);
+    }
+    pause(stop, options.latency);
     let response = Response::new(reply.status, reply.content_type, reply.body);
     match reply.location {
         Some(location) => response.with_header("Location", &location),
@@ -380,7 +388,7 @@ mod tests {
         assert_eq!(get("/files/report.pdf").content_type, "application/pdf");
         assert!(get("/large").body.len() > 1_000_000);
         assert!(std::str::from_utf8(&get("/bad-encoding").body).is_err());
-        assert!(get("/slow").delay.is_some());
+        assert!(get("/slow").hold);
         assert_eq!(children(1, 20).collect::<Vec<_>>(), [16, 17, 18, 19]);
     }
 }

@@ -2,12 +2,15 @@
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde::Serialize;
 use url::Url;
+
+use super::links::{LinkExtractor, PageLinks};
 
 /// The crate's name and version, as the crawler introduces itself to servers and robots.txt files.
 pub const USER_AGENT: &str = concat!(
@@ -17,8 +20,11 @@ pub const USER_AGENT: &str = concat!(
 );
 /// The product token robots.txt groups are matched against.
 pub const ROBOTS_AGENT: &str = "concurrent-futures-crawler";
-/// Bodies larger than this are not read to the end (and not parsed).
+/// Bodies larger than this are not read to the end (and their links are not followed).
 pub const MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How much of an untyped body is looked at to tell whether it is HTML.
+const SNIFF_BYTES: usize = 512;
 
 /// Why a URL produced no usable page. HTTP error statuses (404, 500, ...) are not errors here: they are statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -84,7 +90,8 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// What one GET produced. The body is kept only for HTML pages with a 2xx status (the callback parses it).
+/// What one GET produced. The body itself is never kept: the links of an HTML page with a 2xx status are read
+/// from it as it streams in.
 #[derive(Debug, Default)]
 pub struct Fetched {
     pub status: Option<u16>,
@@ -92,7 +99,10 @@ pub struct Fetched {
     /// The raw `Location` header of a redirect.
     pub location: Option<String>,
     pub bytes: u64,
-    pub html: Option<Vec<u8>>,
+    /// The links of an HTML page with a 2xx status read to its end (shared, not copied, with the callback).
+    pub links: Option<Arc<PageLinks>>,
+    /// What is wrong with such a page's character encoding (its links are still read).
+    pub encoding_error: Option<String>,
     pub error: Option<(ErrorKind, String)>,
     pub elapsed: Duration,
 }
@@ -106,7 +116,8 @@ impl Fetched {
         }
     }
 
-    /// `text/html` or `application/xhtml+xml` (or no content type at all and a body that looks like HTML).
+    /// `text/html` or `application/xhtml+xml` (or no content type at all and a body whose first `SNIFF_BYTES` look
+    /// like HTML).
     pub fn is_html(content_type: Option<&str>, body: &[u8]) -> bool {
         match content_type.and_then(|ct| ct.parse::<mime::Mime>().ok()) {
             Some(m) => {
@@ -115,8 +126,8 @@ impl Fetched {
             }
             None if content_type.is_some() => false,
             None => {
-                let head =
-                    String::from_utf8_lossy(&body[..body.len().min(512)]).to_ascii_lowercase();
+                let head = String::from_utf8_lossy(&body[..body.len().min(SNIFF_BYTES)])
+                    .to_ascii_lowercase();
                 let head = head.trim_start();
                 head.starts_with("<!doctype html") || head.starts_with("<html")
             }
@@ -153,7 +164,8 @@ impl Fetcher {
         Ok(Fetcher { client })
     }
 
-    /// GETs `url` (no redirects followed) and reads at most `MAX_BODY_BYTES` of its body.
+    /// GETs `url` (no redirects followed) and reads at most `MAX_BODY_BYTES` of its body, extracting the links of
+    /// an HTML page with a 2xx status as the body streams in.
     pub fn fetch(&self, url: &Url) -> Fetched {
         let started = Instant::now();
         let response = match self.client.get(url.as_str()).send() {
@@ -175,12 +187,53 @@ impl Fetcher {
         } else {
             None
         };
-        let mut body = Vec::new();
-        let read = response.take(MAX_BODY_BYTES + 1).read_to_end(&mut body);
+        let mut reader = response.take(MAX_BODY_BYTES + 1);
+        let mut buffer = [0u8; 32 * 1024];
+        // The first bytes, until there are enough to tell whether an untyped body is HTML.
+        let mut head = Vec::new();
+        let mut extractor: Option<Option<LinkExtractor>> = None;
+        let mut bytes = 0u64;
+        let decide = |head: &[u8]| {
+            (status.is_success() && Fetched::is_html(content_type.as_deref(), head))
+                .then(|| LinkExtractor::new(url, content_type.as_deref()))
+        };
+        let read = loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    bytes += n as u64;
+                    let chunk = &buffer[..n];
+                    match &mut extractor {
+                        Some(Some(links)) => links.write(chunk),
+                        Some(None) => {}
+                        None => {
+                            head.extend_from_slice(chunk);
+                            if head.len() >= SNIFF_BYTES {
+                                let mut chosen = decide(&head);
+                                if let Some(links) = &mut chosen {
+                                    links.write(&head);
+                                }
+                                head = Vec::new();
+                                extractor = Some(chosen);
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let extractor = extractor.unwrap_or_else(|| {
+            let mut chosen = decide(&head);
+            if let Some(links) = &mut chosen {
+                links.write(&head);
+            }
+            chosen
+        });
         let mut fetched = Fetched {
             status: Some(status.as_u16()),
-            bytes: body.len() as u64,
-            content_type,
+            bytes,
+            content_type: content_type.clone(),
             location,
             ..Fetched::default()
         };
@@ -193,16 +246,18 @@ impl Fetcher {
                 };
                 fetched.error = Some((kind, error_chain(&e)));
             }
-            Ok(_) if body.len() as u64 > MAX_BODY_BYTES => {
+            Ok(()) if bytes > MAX_BODY_BYTES => {
                 fetched.bytes = MAX_BODY_BYTES;
                 fetched.error = Some((
                     ErrorKind::TooLarge,
                     format!("body larger than {MAX_BODY_BYTES} bytes, not read to the end"),
                 ));
             }
-            Ok(_) => {
-                if status.is_success() && Fetched::is_html(fetched.content_type.as_deref(), &body) {
-                    fetched.html = Some(body);
+            Ok(()) => {
+                if let Some(extractor) = extractor {
+                    let (links, encoding_error) = extractor.finish();
+                    fetched.links = Some(Arc::new(links));
+                    fetched.encoding_error = encoding_error;
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! demo site, or `cargo run --release --example crawler -- https://example.com/ --depth 2`; `--help` for the rest.
 //!
 //! Modules: `cli` (the command line), `crawl` (the pool, the futures and their callbacks), `fetch` (one GET with
-//! reqwest), `links` (scraper and url), `robots` (robots.txt), `demo` (the demo site), `serve` (a small HTTP server on the pool), `report` (table and JSON).
+//! reqwest), `links` (a streaming link extractor, lol_html, and url), `robots` (robots.txt), `demo` (the demo site), `serve` (a small HTTP server on the pool), `report` (table and JSON).
 
 // Every module is also compiled into tests/crawler.rs, which uses parts the binary does not.
 #![allow(dead_code)]
@@ -120,12 +120,8 @@ where
             let options = DemoOptions {
                 pages: args.demo_pages as usize,
                 latency: Duration::from_millis(args.demo_latency_ms),
-                // Longer than the timeout, so the crawler gives up on it; the site stops waiting when it stops.
-                slow: Some(
-                    timeout
-                        .saturating_mul(3)
-                        .saturating_add(Duration::from_secs(1)),
-                ),
+                // Answers only when the site stops: slower than any timeout, so the crawler gives up on it.
+                slow: true,
             };
             match DemoSite::start(options) {
                 Ok(site) => Some(site),
@@ -150,14 +146,15 @@ where
     if demo.is_some() && !args.json {
         let _ = writeln!(
             err,
-            "No URL given: crawling the built-in demo site at {start} ({} pages, {} ms latency).",
-            args.demo_pages, args.demo_latency_ms
+            "No URL given: crawling the built-in demo site at {start} ({}, {} ms latency).",
+            report::counted(args.demo_pages, "page", "pages"),
+            args.demo_latency_ms
         );
     }
 
     let config = Config {
         start,
-        depth: args.depth,
+        depth: args.depth as u32, // at most u32::MAX (cli::whole_number)
         max_pages: args.max_pages as usize,
         workers: args.workers as usize,
         timeout,
@@ -187,14 +184,45 @@ where
     // After Ctrl-C, fetches already running finish (within --timeout); nothing new starts.
     finished.wait();
     drop(demo);
+    let nothing_fetched = if outcome.interrupted {
+        None
+    } else {
+        nothing_fetched(&outcome)
+    };
+    if let Some(reason) = &nothing_fetched {
+        let _ = writeln!(err, "error: nothing was fetched: {reason}");
+    }
     match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             let _ = writeln!(err, "error: cannot write the report: {e}");
             EXIT_FAILURE
         }
         _ if outcome.interrupted => EXIT_INTERRUPTED,
+        _ if nothing_fetched.is_some() => EXIT_FAILURE,
         _ => EXIT_OK,
     }
+}
+
+/// Why a finished crawl got no response at all (`None` if some URL answered, even with an error status): the
+/// start URL failed (connection refused, DNS, TLS, timeout, ...) or robots.txt disallowed it.
+pub fn nothing_fetched(outcome: &crawl::Outcome) -> Option<String> {
+    if outcome.pages.iter().any(|page| page.status.is_some()) {
+        return None;
+    }
+    let start = &outcome.config.start;
+    let reason = match outcome.pages.first() {
+        Some(page) => match (&page.error, &page.detail) {
+            (Some(kind), Some(detail)) => format!("{}: {kind}: {detail}", page.url),
+            (Some(kind), None) => format!("{}: {kind}", page.url),
+            (None, _) => format!("{}: no response", page.url),
+        },
+        None if outcome.robots_blocked.iter().any(|u| u == start.as_str()) => format!(
+            "robots.txt of {} disallows {start} (--ignore-robots crawls it anyway)",
+            start.origin().ascii_serialization()
+        ),
+        None => format!("{start}: no response"),
+    };
+    Some(reason)
 }
 
 /// A spinner with counts on stderr; hidden when stderr is not a terminal or when `show` is false.

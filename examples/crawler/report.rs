@@ -25,7 +25,8 @@ pub struct Summary {
     pub non_html: usize,
     pub bytes: u64,
     pub elapsed_s: f64,
-    pub pages_per_s: f64,
+    /// `None` (JSON `null`) when no URL answered: a rate of failures means nothing.
+    pub pages_per_s: Option<f64>,
     pub max_depth: u32,
     pub robots_blocked: usize,
     pub offsite_links_skipped: usize,
@@ -53,6 +54,7 @@ impl Summary {
         }
         let elapsed_s = outcome.elapsed.as_secs_f64();
         let pages_fetched = outcome.pages.len();
+        let answered = outcome.pages.iter().filter(|p| p.status.is_some()).count();
         Summary {
             start_url: outcome.config.start.to_string(),
             interrupted: outcome.interrupted,
@@ -65,11 +67,8 @@ impl Summary {
             non_html,
             bytes: outcome.pages.iter().map(|p| p.bytes).sum(),
             elapsed_s,
-            pages_per_s: if elapsed_s > 0.0 {
-                pages_fetched as f64 / elapsed_s
-            } else {
-                0.0
-            },
+            pages_per_s: (elapsed_s > 0.0 && answered > 0)
+                .then(|| pages_fetched as f64 / elapsed_s),
             max_depth: outcome.pages.iter().map(|p| p.depth).max().unwrap_or(0),
             robots_blocked: outcome.robots_blocked.len(),
             offsite_links_skipped: outcome.offsite_skipped,
@@ -106,6 +105,11 @@ pub fn write_json(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     writeln!(out, "{text}")
 }
 
+/// `1 worker`, `2 workers`: a count and the noun that agrees with it.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
@@ -131,8 +135,10 @@ pub fn write_table(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     writeln!(out, "{title}: {}", s.start_url)?;
     writeln!(
         out,
-        "  {} workers, depth <= {}, at most {} pages",
-        s.workers, s.depth_limit, s.max_pages
+        "  {}, depth <= {}, at most {}",
+        counted(s.workers as u64, "worker", "workers"),
+        s.depth_limit,
+        counted(s.max_pages as u64, "page", "pages")
     )?;
     let mut rows: Vec<(String, String)> = Vec::new();
     rows.push(("pages fetched".into(), s.pages_fetched.to_string()));
@@ -182,7 +188,11 @@ pub fn write_table(out: &mut dyn Write, outcome: &Outcome) -> io::Result<()> {
     }
     rows.push(("bytes".into(), human_bytes(s.bytes)));
     rows.push(("elapsed".into(), format!("{:.2} s", s.elapsed_s)));
-    rows.push(("pages/s".into(), format!("{:.1}", s.pages_per_s)));
+    rows.push((
+        "pages/s".into(),
+        s.pages_per_s
+            .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.1}")),
+    ));
     rows.push(("max depth reached".into(), s.max_depth.to_string()));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let value_width = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
@@ -201,5 +211,12 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(counted(0, "worker", "workers"), "0 workers");
+        assert_eq!(counted(1, "worker", "workers"), "1 worker");
+        assert_eq!(counted(2, "page", "pages"), "2 pages");
     }
 }

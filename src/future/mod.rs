@@ -441,6 +441,7 @@ pub(crate) struct Promise<T> {
     cell: Arc<dyn Cell<T>>,
 }
 
+#[cfg_attr(not(feature = "process"), allow(dead_code))] // only the process pool completes futures this way
 impl<T: Send + Sync + 'static> Promise<T> {
     /// A pending future and its uncounted producer side.
     pub(crate) fn new() -> (Promise<T>, Future<T>) {

@@ -459,7 +459,7 @@ impl Manager {
                 if run.phase == Phase::Running {
                     let _ = self.fill(run, index);
                 }
-                settle(task, outcome, payload, &place);
+                settle(&run.pool, task, outcome, payload, &place);
             }
             Report::Ended => run.slots[index].ended = true,
         }
@@ -612,7 +612,8 @@ impl Manager {
         run.pool.break_with(error.clone());
         for slot in &mut run.slots {
             for (_, task) in slot.in_flight.drain() {
-                task.pending.fail(error.clone());
+                let callbacks = task.pending.fail(error.clone());
+                run.pool.defer(callbacks);
             }
         }
         run.sends.clear();
@@ -639,7 +640,8 @@ impl Manager {
             run.pool.break_with(exiting.clone());
             for slot in &mut run.slots {
                 for (_, task) in slot.in_flight.drain() {
-                    task.pending.fail(exiting.clone());
+                    let callbacks = task.pending.fail(exiting.clone());
+                    run.pool.defer(callbacks);
                 }
             }
             if run.spawned

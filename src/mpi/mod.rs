@@ -15,15 +15,18 @@ mod shared;
 mod watchdog;
 mod wire;
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
 use self::launch::{Service, inside_worker, service};
 use self::shared::{Config, InitCheck, Job, Mode, Shared};
-use self::wire::{Order, Session, encode};
+use self::wire::{Order, Session, encode_with};
 use crate::future::Promise;
 use crate::map::{Map, Partial, batches};
-use crate::process::{Chunked, Pending, Typed, check_registered, check_zero_sized, task_name};
+use crate::process::{
+    Call, Codec, FRAME_PREFIX, MakePending, chunked, codec_of, erased, erased_chunk, typed,
+};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::{Error, Executor, Future, MapOptions, Payload};
 
@@ -84,8 +87,8 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// watchdog then breaks every pool of the program ([`Error::Broken`] saying which call hung) rather than letting
 /// it wait forever; tasks already on a rank stay pending.
 ///
-/// Done-callbacks of this pool's futures run on the program's MPI thread: keep them short, and do not wait
-/// there for another MPI pool future (the thread that would complete it is the one waiting).
+/// Done-callbacks run on threads of their own (as the process pool's do), never on the MPI thread: a callback
+/// may submit to the pool and wait for the result.
 ///
 /// ```no_run
 /// use concurrent_futures::{Error, MpiPoolExecutor};
@@ -193,17 +196,18 @@ impl MpiPoolBuilder {
         E: Payload + fmt::Display,
     {
         let _ = f; // zero-sized: its type is all that travels
-        let init = check_zero_sized::<F>()
-            .and_then(|()| check_registered::<F>())
-            .and_then(|()| {
-                postcard::to_stdvec(&arg).map_err(|error| {
-                    Error::Serialization(format!(
-                        "could not encode the initializer's argument: {error}"
-                    ))
-                })
+        let init = codec_of::<F>()
+            .and_then(|codec| {
+                postcard::to_stdvec(&arg)
+                    .map(|arg| (codec.name, arg))
+                    .map_err(|error| {
+                        Error::Serialization(format!(
+                            "could not encode the initializer's argument: {error}"
+                        ))
+                    })
             })
-            .map(|arg| PendingInit {
-                name: task_name::<F>(),
+            .map(|(name, arg)| PendingInit {
+                name,
                 arg,
                 check: Box::new(|bytes| match postcard::from_bytes::<Result<(), E>>(bytes) {
                     Ok(Ok(())) => Ok(()),
@@ -415,9 +419,8 @@ impl MpiPoolExecutor {
         R: Payload,
     {
         let _ = f; // zero-sized: its type is all that travels
-        self.submit_inner::<F, A, R>(&arg, false, self.shared.config.timeout, |promise| {
-            Box::new(Typed(promise))
-        })
+        let timeout = self.shared.config.timeout;
+        self.submit_call(codec_of::<F>()?, &arg, false, timeout, typed::<R>)
     }
 
     /// [`submit`](Self::submit) with this task's own timeout instead of the pool's.
@@ -439,55 +442,79 @@ impl MpiPoolExecutor {
                     .into(),
             ));
         }
-        self.submit_inner::<F, A, R>(&arg, false, Some(timeout), |promise| {
-            Box::new(Typed(promise))
-        })
+        self.submit_call(codec_of::<F>()?, &arg, false, Some(timeout), typed::<R>)
     }
 
-    /// Encodes one task into its message and queues it.
-    fn submit_inner<F, P, T>(
+    /// Builds one task's message (the argument encoded by `codec`, as the process pool encodes it) and queues
+    /// it; `pending` wraps the future's producer side in what completes it from the rank's report.
+    fn submit_call<T: Send + Sync + 'static>(
         &self,
-        payload: &P,
+        codec: &'static Codec,
+        arg: &dyn Any,
         chunk: bool,
         timeout: Option<Duration>,
-        pending: impl FnOnce(Promise<T>) -> Box<dyn Pending>,
-    ) -> Result<Future<T>, Error>
-    where
-        F: 'static,
-        P: serde::Serialize + ?Sized,
-        T: Send + Sync + 'static,
-    {
-        check_zero_sized::<F>()?;
-        check_registered::<F>()?;
-        let name = task_name::<F>();
+        pending: MakePending<T>,
+    ) -> Result<Future<T>, Error> {
         let id = self.shared.next_id();
-        let mut message = encode(&Order::Task {
-            id,
-            name,
-            chunk,
-            timeout,
-        });
-        if let Err(error) = postcard::to_io(payload, &mut message) {
-            return Ok(Future::failed(Error::Serialization(format!(
-                "could not encode the argument of `{name}`: {error}"
-            ))));
-        }
         let max = self.shared.config.session.max_frame as usize;
-        if message.len() > max {
-            return Ok(Future::failed(Error::Protocol(format!(
-                "the argument of `{name}` takes {} bytes, more than the maximum frame size of {max} bytes",
-                message.len()
-            ))));
-        }
+        let frame = match codec.call(id, chunk, arg, max) {
+            Ok(frame) => frame,
+            Err(error @ (Error::Serialization(_) | Error::Protocol(_))) => {
+                return Ok(Future::failed(error));
+            }
+            Err(error) => return Err(error),
+        };
+        // The process pool's frame: a length prefix (MPI keeps message boundaries and needs none), the call
+        // header, then the encoded argument, which travels after this pool's own header.
+        let encoded = match postcard::take_from_bytes::<Call<'_>>(&frame[FRAME_PREFIX..]) {
+            Ok((_, encoded)) => encoded,
+            Err(error) => return Ok(Future::failed(Error::Serialization(error.to_string()))),
+        };
+        let name = codec.name;
+        let message = encode_with(
+            &Order::Task {
+                id,
+                name,
+                chunk,
+                timeout,
+            },
+            encoded,
+        );
         let (promise, future) = Promise::<T>::new();
         self.shared.push(Job {
             id,
             name,
             message,
-            pending: pending(promise),
+            pending: pending(promise, codec),
         })?;
         self.service.wake();
         Ok(future)
+    }
+
+    /// `map` over `inputs` of `codec`'s function, each future's producer side wrapped by `one` (or `chunk`).
+    fn map_calls<'a, A, R, I>(
+        &'a self,
+        codec: &'static Codec,
+        inputs: I,
+        options: MapOptions,
+        one: MakePending<R>,
+        chunk: MakePending<Partial<R>>,
+    ) -> Result<Map<'a, R>, Error>
+    where
+        A: Send + 'static,
+        R: Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        options.validate()?;
+        let timeout = self.shared.config.timeout;
+        let source = batches(
+            inputs.into_iter(),
+            options.chunksize,
+            move |input: A| self.submit_call(codec, &input, false, timeout, one),
+            move |inputs: Vec<A>| self.submit_call(codec, &inputs, true, timeout, chunk),
+        );
+        Map::new(options, source)
     }
 
     /// Applies `f` to every input on the worker ranks and yields the results in input order (Python's `map`).
@@ -517,26 +544,8 @@ impl MpiPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        options.validate()?;
-        check_zero_sized::<F>()?;
-        check_registered::<F>()?;
         let _ = f;
-        let timeout = self.shared.config.timeout;
-        let source = batches(
-            inputs.into_iter(),
-            options.chunksize,
-            move |input: A| {
-                self.submit_inner::<F, A, R>(&input, false, timeout, |promise| {
-                    Box::new(Typed(promise))
-                })
-            },
-            move |chunk: Vec<A>| {
-                self.submit_inner::<F, Vec<A>, Partial<R>>(&chunk, true, timeout, |promise| {
-                    Box::new(Chunked(promise))
-                })
-            },
-        );
-        Map::new(options, source)
+        self.map_calls(codec_of::<F>()?, inputs, options, typed::<R>, chunked::<R>)
     }
 
     /// Stops accepting tasks (Python's `shutdown(wait)`); queued tasks still run. With `wait`, returns once
@@ -545,13 +554,14 @@ impl MpiPoolExecutor {
         self.shutdown_with(wait, false);
     }
 
-    /// [`shutdown`](Self::shutdown); with `cancel_futures`, every task not yet sent to a rank is cancelled. On
-    /// the MPI thread (in a done-callback) `wait` does not wait, since that thread is needed to finish.
+    /// [`shutdown`](Self::shutdown); with `cancel_futures`, every task not yet sent to a rank is cancelled. In
+    /// one of this pool's done-callbacks `wait` does not wait (the callback itself is part of what it waits for).
     pub fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
         self.shared.close(cancel_futures);
         self.service.wake();
-        if wait && !launch::on_mpi_thread() {
+        if wait && !launch::on_mpi_thread() && !self.shared.on_callback_thread() {
             self.shared.wait_finished();
+            self.shared.join_callbacks();
         }
     }
 }
@@ -590,14 +600,19 @@ impl fmt::Debug for MpiPoolExecutor {
     }
 }
 
+/// Through the trait, which has no serde bounds, a function's argument and result travel by the codec
+/// [`Registry::register`](crate::Registry::register) stored for it, as for the process pool: a function not
+/// registered in this process is [`Error::UnknownTask`].
 impl Executor for MpiPoolExecutor {
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
     {
-        MpiPoolExecutor::submit(self, f, arg)
+        let _ = f;
+        let timeout = self.shared.config.timeout;
+        self.submit_call(codec_of::<F>()?, &arg, false, timeout, erased::<R>)
     }
 
     fn map_with<'a, F, A, R, I>(
@@ -608,12 +623,14 @@ impl Executor for MpiPoolExecutor {
     ) -> Result<Map<'a, R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        MpiPoolExecutor::map_with(self, f, inputs, options)
+        let _ = f;
+        let codec = codec_of::<F>()?;
+        self.map_calls(codec, inputs, options, erased::<R>, erased_chunk::<R>)
     }
 
     fn shutdown_with(&self, wait: bool, cancel_futures: bool) {

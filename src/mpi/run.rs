@@ -74,9 +74,16 @@ pub(crate) fn new_slot(dest: i32) -> Slot {
     }
 }
 
-/// Completes a task's future from its rank's report; errors name the rank and host.
-pub(crate) fn settle(task: InFlight, outcome: Outcome, payload: &[u8], place: &str) {
-    match outcome {
+/// Completes a task's future from its rank's report (errors name the rank and host); its done-callbacks run on
+/// the pool's callback threads.
+pub(crate) fn settle(
+    pool: &Arc<Shared>,
+    task: InFlight,
+    outcome: Outcome,
+    payload: &[u8],
+    place: &str,
+) {
+    let callbacks = match outcome {
         Outcome::Ran(Status::Panicked(message)) => task.pending.finish(
             task.name,
             Status::Panicked(format!("{message}, {place}")),
@@ -89,10 +96,11 @@ pub(crate) fn settle(task: InFlight, outcome: Outcome, payload: &[u8], place: &s
         }),
         Outcome::TimedOut(timeout) => {
             log::warn!(target: "concurrent_futures", "task `{}` ran past its timeout of {timeout:?} {place}; its local worker process was killed", task.name);
-            task.pending.fail(Error::TaskTimeout { timeout });
+            task.pending.fail(Error::TaskTimeout { timeout })
         }
         Outcome::Failed(failure) => task.pending.fail(failure.into_error(place)),
-    }
+    };
+    pool.defer(callbacks);
 }
 
 /// Checks a rank's hello: our protocol, a usable registry, our build.

@@ -3,9 +3,11 @@
 
 use std::collections::VecDeque;
 
+use std::cell::Cell;
+
 use crate::Error;
-use crate::process::Pending;
-use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering};
+use crate::process::{Callbacks, Deferred, Pending};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, thread_local};
 
 use super::wire::Session;
 
@@ -69,7 +71,16 @@ pub(crate) struct Shared {
     /// Signalled when the pool finishes.
     pub(crate) finished: Condvar,
     next_id: AtomicUsize,
+    /// Runs the done-callbacks of the futures the MPI thread completes, on threads of their own (the process
+    /// pool's runner): a callback that blocks, even on another task of this pool, never holds up the MPI thread.
+    callbacks: Callbacks,
     pub(crate) config: Config,
+}
+
+thread_local! {
+    /// The pool (by the address of its shared state) whose callback thread this is; 0 for other threads.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
+    static CALLBACK_POOL: Cell<usize> = Cell::new(0);
 }
 
 impl Shared {
@@ -84,6 +95,7 @@ impl Shared {
             }),
             finished: Condvar::new(),
             next_id: AtomicUsize::new(1),
+            callbacks: Callbacks::new(),
             config,
         }
     }
@@ -122,8 +134,28 @@ impl Shared {
         }
     }
 
+    /// Runs the done-callbacks of a future this pool completed on a callback thread.
+    pub(crate) fn defer(self: &Arc<Self>, callbacks: Option<Deferred>) {
+        if let Some(callbacks) = callbacks {
+            let id = Arc::as_ptr(self) as usize;
+            self.callbacks.run(callbacks, move || {
+                CALLBACK_POOL.with(|pool| pool.set(id));
+            });
+        }
+    }
+
+    /// Whether the calling thread is one of this pool's callback threads.
+    pub(crate) fn on_callback_thread(&self) -> bool {
+        CALLBACK_POOL.with(|pool| pool.get() == self as *const Shared as usize)
+    }
+
+    /// Waits until every callback handed over so far has run (after the pool finished: no more come).
+    pub(crate) fn join_callbacks(&self) {
+        self.callbacks.join();
+    }
+
     /// Breaks the pool: later submits and every queued task fail with `error`.
-    pub(crate) fn break_with(&self, error: Error) {
+    pub(crate) fn break_with(self: &Arc<Self>, error: Error) {
         let mut state = self.state.lock();
         let error = state.broken.get_or_insert(error).clone();
         state.closed = true;
@@ -131,7 +163,8 @@ impl Shared {
         drop(state);
         log::error!(target: "concurrent_futures", "MPI pool broken: {error}");
         for job in jobs {
-            job.pending.fail(error.clone());
+            let callbacks = job.pending.fail(error.clone());
+            self.defer(callbacks);
         }
     }
 

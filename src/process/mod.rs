@@ -4,65 +4,93 @@
 //! Workers are the current executable re-run in worker mode, entered through
 //! [`process_main!`](crate::process_main) at the top of `main`. Tasks are functions the program registered
 //! there; arguments and results are serde values encoded with postcard, sent as length-prefixed frames over a
-//! private socket (stdin is `/dev/null`, stdout and stderr are the program's). The parent side is in `pool.rs`,
-//! the child's loop in `worker.rs`, the frames in `protocol.rs`.
+//! private socket (stdin is `/dev/null`, stdout and stderr are the program's). The parent side is in `pool.rs`
+//! (queue, workers, manager) and `reader.rs` (each worker's reader and watcher threads), futures' callbacks run
+//! on the threads of `callbacks.rs`, the child's loop is in `worker.rs`, the frames in `protocol.rs`, and what
+//! differs between operating systems in `sys/`.
 //!
 //! Process, socket and signal code is outside loom's scope: the loom build compiles this module but its models
 //! do not exercise it; the process-pool tests do.
 
+mod builder;
+mod callbacks;
+mod codec;
+mod pending;
 mod pool;
 mod protocol;
 #[cfg(feature = "mpi")]
 mod raw;
+mod reader;
 mod registry;
-mod spawn;
+mod sys;
 mod worker;
 
-// What the MPI pool (`crate::mpi`) reuses: the task registry, the payload statuses, the typed pending futures
-// and the raw submission its worker ranks run tasks through.
+// What the MPI pool (`crate::mpi`) reuses: the task registry and its codecs, the payload statuses, the pending
+// futures and their callback threads, and the raw submission its worker ranks run tasks through.
 #[cfg(feature = "mpi")]
 pub(crate) use self::{
-    protocol::Status,
+    callbacks::Callbacks,
+    pending::Deferred,
+    protocol::{Call, FrameBuf, PREFIX as FRAME_PREFIX, Status},
     raw::{RawInit, RawOutcome, RawPool},
-    registry::Installed,
-    worker::{ENV as WORKER_ENV, install_panic_hook},
+    registry::{Installed, installed},
+    sys::ENV as WORKER_ENV,
+    worker::install_panic_hook,
 };
 
-use std::any::TypeId;
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
-pub(crate) use self::pool::{Chunked, Pending, Typed};
-use self::pool::{Config, InitCheck, Initializer, Job, Shared};
-pub(crate) use self::protocol::FrameBuf;
-use self::protocol::{Call, DEFAULT_MAX_FRAME};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use self::builder::ProcessPoolBuilder;
+pub(crate) use self::codec::{Codec, codec_of};
+pub(crate) use self::pending::Pending;
+use self::pending::{Chunked, Erased, Typed};
+use self::pool::{Job, Shared};
 pub use self::registry::Registry;
-pub(crate) use self::registry::{check_zero_sized, installed, task_name};
 use crate::future::Promise;
 use crate::map::{Map, Partial, batches};
 use crate::sync::{Arc, AtomicUsize, Ordering};
-use crate::{Error, Executor, Future, MapOptions, Payload};
+use crate::{Error, Executor, Future, MapOptions};
 
-/// Python's default worker count for a process pool: the number of CPUs.
-fn default_max_workers() -> usize {
-    num_cpus::get().max(1)
-}
+/// What a process pool's tasks take and return: values that cross a process boundary, so serde-serializable
+/// (with postcard), and shareable between threads once they arrive. Implemented for every fitting type.
+///
+/// The [`ProcessPoolExecutor`]'s own methods and [`Registry::register`] ask for it at compile time. The
+/// [`Executor`] trait does not (it is the same with or without the `process` feature): through it, a process
+/// pool finds a function's codec in the registry, where `register` put it, so an unregistered function is
+/// [`Error::UnknownTask`] at run time.
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 
 /// A pool of worker processes that runs registered functions and hands back a [`Future`] for each, like
 /// Python's `concurrent.futures.ProcessPoolExecutor`, but sturdier:
 ///
 /// - A worker that dies (`abort`, `kill -9`, `exit`) fails only the task it was running, with
 ///   [`Error::WorkerDied`] naming its pid and exit status or signal; a replacement starts and every other task
-///   completes (pebble's behaviour; CPython breaks the whole pool). The death is noticed at once, from the end
-///   of its protocol stream and `waitpid`, not by polling.
+///   completes (pebble's behaviour; CPython breaks the whole pool). The death is noticed at once, by waiting for
+///   the process itself, not by polling and not from its socket (which a forked copy of the worker may hold
+///   open). A task the worker never read runs on another worker instead.
 /// - A task that runs past its timeout ([`ProcessPoolBuilder::timeout`],
 ///   [`submit_with_timeout`](Self::submit_with_timeout)) gets [`Error::TaskTimeout`]; its worker is killed and
 ///   replaced, the rest go on.
 /// - A panicking task fails its own future with [`Error::Panicked`] (message and location); the worker lives.
 /// - Failing to encode an argument or decode a result is [`Error::Serialization`] on that future; a frame above
-///   the maximum size (1 GiB by default) is [`Error::Protocol`]. Payloads of 64 MiB and more work.
-/// - Shutdown and drop reap every worker (no zombies); on Linux a worker whose parent dies is killed at once
-///   (`PR_SET_PDEATHSIG`); elsewhere it exits when it next reads its protocol socket and finds it closed.
+///   the maximum size (1 GiB by default), a malformed one, or one left half-sent for the
+///   [stall timeout](ProcessPoolBuilder::stall_timeout) is [`Error::Protocol`] on the task the worker was
+///   running, and the worker is replaced. A well-formed reply to a task the worker is not running (something in
+///   the worker wrote on its socket) is logged and dropped: it fails no task. Payloads of 64 MiB and more work.
+/// - Done-callbacks run on threads of their own, never on the threads that deliver results: a callback may
+///   submit to the pool and wait for the result.
+/// - Shutdown and drop reap every worker (no zombies). A worker whose parent dies exits at once, even in the
+///   middle of a task: on Linux it is killed (`PR_SET_PDEATHSIG`); on every Unix (macOS has no parent-death
+///   signal) a thread in the worker watches a pipe that only the parent holds open, and exits the process when
+///   it closes.
 /// - A worker that never reaches the worker-mode line is killed after the startup timeout
 ///   ([`ProcessPoolBuilder::startup_timeout`], 60 s by default) and the pool reports why ([`Error::Broken`]).
 ///
@@ -104,240 +132,10 @@ fn default_max_workers() -> usize {
 ///     Ok(())
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     handles: Arc<AtomicUsize>,
-}
-
-/// Builds a [`ProcessPoolExecutor`]: Python's `max_workers`, `initializer` and `max_tasks_per_child`, plus a
-/// per-task timeout and the maximum frame size.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use concurrent_futures::ProcessPoolExecutor;
-///
-/// fn setup(level: u8) -> Result<(), String> {
-///     if level > 3 { Err(format!("no level {level}")) } else { Ok(()) }
-/// }
-///
-/// fn main() -> Result<(), concurrent_futures::Error> {
-///     concurrent_futures::process_main!(setup)?;
-///     let pool = ProcessPoolExecutor::builder()
-///         .max_workers(2)
-///         .initializer(setup, 1)
-///         .max_tasks_per_child(100)
-///         .timeout(Duration::from_secs(60))
-///         .build()?;
-///     # drop(pool);
-///     Ok(())
-/// }
-/// ```
-#[must_use]
-pub struct ProcessPoolBuilder {
-    max_workers: Option<usize>,
-    max_tasks_per_child: Option<usize>,
-    timeout: Option<Duration>,
-    startup_timeout: Duration,
-    tasks_ahead: usize,
-    max_frame_size: usize,
-    initializer: Option<Result<PendingInit, Error>>,
-}
-
-/// How long a new worker may take to reach the worker-mode line, by default.
-const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Appends an initializer's encoded argument to its call frame.
-type InitEncode = Box<dyn FnOnce(&mut FrameBuf) -> Result<(), postcard::Error> + Send>;
-
-/// An initializer as given to the builder: its name and argument, and how to read its result.
-struct PendingInit {
-    name: &'static str,
-    encode: InitEncode,
-    check: InitCheck,
-}
-
-impl fmt::Debug for ProcessPoolBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessPoolBuilder")
-            .field("max_workers", &self.max_workers)
-            .field("max_tasks_per_child", &self.max_tasks_per_child)
-            .field("timeout", &self.timeout)
-            .field("startup_timeout", &self.startup_timeout)
-            .field("tasks_ahead", &self.tasks_ahead)
-            .field("max_frame_size", &self.max_frame_size)
-            .field(
-                "initializer",
-                &self
-                    .initializer
-                    .as_ref()
-                    .map(|init| init.as_ref().map(|init| init.name)),
-            )
-            .finish()
-    }
-}
-
-impl ProcessPoolBuilder {
-    /// The most worker processes at once (default: the number of CPUs, as in Python). Must be at least 1.
-    pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.max_workers = Some(max_workers);
-        self
-    }
-
-    /// Runs `f(arg)` in each worker process before its first task (Python's `initializer`/`initargs`). `f` must
-    /// be registered like a task. If it returns `Err` or panics, the pool is broken: queued tasks and later
-    /// submits fail with [`Error::Broken`] carrying the reason.
-    pub fn initializer<F, A, E>(mut self, f: F, arg: A) -> Self
-    where
-        F: Fn(A) -> Result<(), E> + Copy + Send + Sync + 'static,
-        A: Payload,
-        E: Payload + fmt::Display,
-    {
-        let _ = f; // zero-sized: its type is all that travels
-        let init = check_zero_sized::<F>().map(|()| PendingInit {
-            name: task_name::<F>(),
-            encode: Box::new(move |frame| frame.push(&arg)),
-            check: Box::new(|bytes| match postcard::from_bytes::<Result<(), E>>(bytes) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(error) => Err(format!("could not decode its result: {error}")),
-            }),
-        });
-        let init = init.and_then(|init| check_registered::<F>().map(|()| init));
-        self.initializer = Some(init);
-        self
-    }
-
-    /// Replaces a worker process with a fresh one after it has run `max` tasks (a `map` chunk counts as one).
-    /// Must be at least 1. Unlimited by default.
-    pub fn max_tasks_per_child(mut self, max: usize) -> Self {
-        self.max_tasks_per_child = Some(max);
-        self
-    }
-
-    /// Kills a task's worker when the task has run for `timeout` (counted from when it is sent to a worker):
-    /// its future fails with [`Error::TaskTimeout`] and a new worker takes its place. No limit by default.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// How long a new worker process may take to start serving (to reach
-    /// [`process_main!`](crate::process_main) in `main` and introduce itself). A worker that does not is killed
-    /// and the pool is broken ([`Error::Broken`] saying so): `main` probably does something slow, or blocks,
-    /// before the worker-mode line. Default 60 s.
-    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
-        self.startup_timeout = timeout;
-        self
-    }
-
-    /// Lets a busy worker hold up to `n` more tasks (small ones, up to 16 KiB encoded) behind the one it runs,
-    /// so that it starts the next one without waiting for the pool to read its result: much faster for many
-    /// tiny tasks. The price, as in CPython's process pool (which sends one task ahead): a task sent ahead is
-    /// marked running and can no longer be cancelled. Default 0: every queued task stays cancellable until a
-    /// worker starts it, as in the thread pool. At most 8.
-    ///
-    /// If a worker dies, only the task it was running fails; the ones it held go to other workers.
-    pub fn tasks_ahead(mut self, n: usize) -> Self {
-        self.tasks_ahead = n;
-        self
-    }
-
-    /// The largest frame (an encoded argument or result plus a few bytes) either side accepts; larger ones are
-    /// refused with [`Error::Protocol`]. Default 1 GiB; between 4 KiB and 4 GiB - 1.
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes;
-        self
-    }
-
-    /// Builds the pool; no worker starts until the first task. Fails if the program has not installed its
-    /// task registry ([`process_main!`](crate::process_main)), if an option is out of range
-    /// ([`Error::InvalidArgument`]), or if the initializer is not registered ([`Error::UnknownTask`]).
-    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
-        let registry = installed()?;
-        let max_workers = self.max_workers.unwrap_or_else(default_max_workers);
-        if max_workers == 0 {
-            return Err(Error::InvalidArgument(
-                "max_workers must be greater than 0".into(),
-            ));
-        }
-        if self.max_tasks_per_child == Some(0) {
-            return Err(Error::InvalidArgument(
-                "max_tasks_per_child must be at least 1".into(),
-            ));
-        }
-        if self.tasks_ahead > 8 {
-            return Err(Error::InvalidArgument(
-                "tasks_ahead must be at most 8".into(),
-            ));
-        }
-        if !(4096..=u32::MAX as usize).contains(&self.max_frame_size) {
-            return Err(Error::InvalidArgument(format!(
-                "max_frame_size must be between 4096 and {} bytes",
-                u32::MAX
-            )));
-        }
-        let initializer = match self.initializer {
-            None => None,
-            Some(init) => {
-                let init = init?;
-                let call = Call {
-                    id: 0,
-                    name: init.name,
-                    chunk: false,
-                };
-                let mut frame = FrameBuf::new(&call).map_err(serialization)?;
-                (init.encode)(&mut frame).map_err(|error| {
-                    Error::Serialization(format!(
-                        "could not encode the initializer's argument: {error}"
-                    ))
-                })?;
-                let frame = frame.finish(self.max_frame_size).map_err(|size| {
-                    Error::Protocol(format!(
-                        "the initializer's argument takes {size} bytes, more than the maximum frame size"
-                    ))
-                })?;
-                Some(Initializer {
-                    frame,
-                    check: init.check,
-                })
-            }
-        };
-        let exe = std::env::current_exe().map_err(|error| Error::Broken {
-            reason: format!("cannot find the current executable to start workers: {error}"),
-        })?;
-        let shared = Shared::start(Config {
-            max_workers,
-            max_tasks_per_child: self.max_tasks_per_child,
-            timeout: self.timeout,
-            startup_timeout: self.startup_timeout,
-            ahead: self.tasks_ahead,
-            max_frame: self.max_frame_size,
-            initializer,
-            exe,
-            token: pool::random_token(),
-            identity: registry.identity.clone(),
-        })?;
-        Ok(ProcessPoolExecutor {
-            shared,
-            handles: Arc::new(AtomicUsize::new(1)),
-        })
-    }
-}
-
-fn serialization(error: postcard::Error) -> Error {
-    Error::Serialization(error.to_string())
-}
-
-/// Refuses `F` unless it is the function registered under its name.
-pub(crate) fn check_registered<F: 'static>() -> Result<(), Error> {
-    let name = task_name::<F>();
-    match installed()?.entries.get(name) {
-        Some(entry) if entry.type_id == TypeId::of::<F>() => Ok(()),
-        Some(_) => Err(Error::UnknownTask(format!(
-            "{name} (a different function of that name is registered)"
-        ))),
-        None => Err(Error::UnknownTask(name.to_owned())),
-    }
 }
 
 impl ProcessPoolExecutor {
@@ -358,15 +156,7 @@ impl ProcessPoolExecutor {
 
     /// A builder for the other options.
     pub fn builder() -> ProcessPoolBuilder {
-        ProcessPoolBuilder {
-            max_workers: None,
-            max_tasks_per_child: None,
-            timeout: None,
-            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
-            tasks_ahead: 0,
-            max_frame_size: DEFAULT_MAX_FRAME,
-            initializer: None,
-        }
+        ProcessPoolBuilder::new()
     }
 
     /// The most worker processes this pool runs at once.
@@ -405,9 +195,8 @@ impl ProcessPoolExecutor {
         R: Payload,
     {
         let _ = f; // zero-sized: its type is all that travels
-        self.submit_inner::<F, A, R>(&arg, false, self.shared.config.timeout, |promise| {
-            Box::new(Typed(promise))
-        })
+        let timeout = self.shared.config.timeout;
+        self.submit_call(codec_of::<F>()?, &arg, false, timeout, typed::<R>)
     }
 
     /// [`submit`](Self::submit) with this task's own timeout instead of the pool's: past it, the worker is
@@ -441,54 +230,65 @@ impl ProcessPoolExecutor {
         R: Payload,
     {
         let _ = f;
-        self.submit_inner::<F, A, R>(&arg, false, Some(timeout), |promise| {
-            Box::new(Typed(promise))
-        })
+        self.submit_call(codec_of::<F>()?, &arg, false, Some(timeout), typed::<R>)
     }
 
-    /// Encodes and queues one task; `T` is what its future holds (`R`, or a [`Partial`] for a chunk), and
-    /// `pending` wraps the future's producer side in what decodes the worker's reply into it.
-    fn submit_inner<F, P, T>(
+    /// Encodes and queues one call of `codec`'s function on `arg` (an `&A`, or an `&Vec<A>` for a `chunk`); `T`
+    /// is what its future holds (`R`, or a [`Partial`] for a chunk), and `pending` wraps the future's producer
+    /// side in what decodes the worker's reply into it. An argument that cannot be encoded, or is too large,
+    /// gives a failed future.
+    fn submit_call<T: Send + Sync + 'static>(
         &self,
-        payload: &P,
+        codec: &'static Codec,
+        arg: &dyn Any,
         chunk: bool,
         timeout: Option<Duration>,
-        pending: impl FnOnce(Promise<T>) -> Box<dyn Pending>,
-    ) -> Result<Future<T>, Error>
-    where
-        F: 'static,
-        P: serde::Serialize + ?Sized,
-        T: Send + Sync + 'static,
-    {
-        check_zero_sized::<F>()?;
-        check_registered::<F>()?;
-        let name = task_name::<F>();
+        pending: MakePending<T>,
+    ) -> Result<Future<T>, Error> {
         let id = self.shared.next_job_id();
-        let mut frame = FrameBuf::new(&Call { id, name, chunk }).map_err(serialization)?;
-        if let Err(error) = frame.push(payload) {
-            return Ok(Future::failed(Error::Serialization(format!(
-                "could not encode the argument of `{name}`: {error}"
-            ))));
-        }
-        let frame = match frame.finish(self.shared.config.max_frame) {
+        let frame = match codec.call(id, chunk, arg, self.shared.config.max_frame) {
             Ok(frame) => frame,
-            Err(size) => {
-                return Ok(Future::failed(Error::Protocol(format!(
-                    "the argument of `{name}` takes {size} bytes, more than the maximum frame size of {} bytes",
-                    self.shared.config.max_frame
-                ))));
+            Err(error @ (Error::Serialization(_) | Error::Protocol(_))) => {
+                return Ok(Future::failed(error));
             }
+            Err(error) => return Err(error),
         };
         let (promise, future) = Promise::<T>::new();
         self.shared.submit(Job {
             id,
-            name,
+            name: codec.name,
             frame,
             timeout,
-            pending: pending(promise),
+            pending: pending(promise, codec),
             started: false,
         })?;
         Ok(future)
+    }
+
+    /// `map` over `inputs` of `codec`'s function, each future's producer side wrapped by `one` (or `chunk`).
+    fn map_calls<'a, A, R, I>(
+        &'a self,
+        codec: &'static Codec,
+        inputs: I,
+        options: MapOptions,
+        one: MakePending<R>,
+        chunk: MakePending<Partial<R>>,
+    ) -> Result<Map<'a, R>, Error>
+    where
+        A: Send + 'static,
+        R: Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        options.validate()?;
+        let timeout = self.shared.config.timeout;
+        let source = batches(
+            inputs.into_iter(),
+            options.chunksize,
+            move |input: A| self.submit_call(codec, &input, false, timeout, one),
+            move |inputs: Vec<A>| self.submit_call(codec, &inputs, true, timeout, chunk),
+        );
+        Map::new(options, source)
     }
 
     /// Applies `f` to every input in the worker processes and yields the results in input order (Python's
@@ -550,26 +350,9 @@ impl ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        options.validate()?;
-        check_zero_sized::<F>()?;
-        check_registered::<F>()?;
         let _ = f;
-        let timeout = self.shared.config.timeout;
-        let source = batches(
-            inputs.into_iter(),
-            options.chunksize,
-            move |input: A| {
-                self.submit_inner::<F, A, R>(&input, false, timeout, |promise| {
-                    Box::new(Typed(promise))
-                })
-            },
-            move |chunk: Vec<A>| {
-                self.submit_inner::<F, Vec<A>, Partial<R>>(&chunk, true, timeout, |promise| {
-                    Box::new(Chunked(promise))
-                })
-            },
-        );
-        Map::new(options, source)
+        let codec = codec_of::<F>()?;
+        self.map_calls(codec, inputs, options, typed::<R>, chunked::<R>)
     }
 
     /// Stops accepting tasks (Python's `shutdown(wait)`): queued tasks still run. With `wait`, returns once
@@ -610,7 +393,7 @@ impl ProcessPoolExecutor {
     /// reaped as they exit, and dropping the pool waits for that.
     pub fn terminate_workers(&self) {
         self.shared.close(true);
-        self.shared.signal_all(rustix::process::Signal::TERM);
+        self.shared.stop_all(true);
     }
 
     /// Like [`terminate_workers`](Self::terminate_workers), with `SIGKILL` (Python 3.14's `kill_workers`).
@@ -640,7 +423,7 @@ impl ProcessPoolExecutor {
     /// ```
     pub fn kill_workers(&self) {
         self.shared.close(true);
-        self.shared.signal_all(rustix::process::Signal::KILL);
+        self.shared.stop_all(false);
     }
 }
 
@@ -675,14 +458,18 @@ impl fmt::Debug for ProcessPoolExecutor {
     }
 }
 
+/// Through the trait, which has no serde bounds, a function's argument and result travel by the codec
+/// [`Registry::register`] stored for it: a function not registered in this process is [`Error::UnknownTask`].
 impl Executor for ProcessPoolExecutor {
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
     {
-        ProcessPoolExecutor::submit(self, f, arg)
+        let _ = f;
+        let timeout = self.shared.config.timeout;
+        self.submit_call(codec_of::<F>()?, &arg, false, timeout, erased::<R>)
     }
 
     fn map_with<'a, F, A, R, I>(
@@ -693,15 +480,55 @@ impl Executor for ProcessPoolExecutor {
     ) -> Result<Map<'a, R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        ProcessPoolExecutor::map_with(self, f, inputs, options)
+        let _ = f;
+        let codec = codec_of::<F>()?;
+        self.map_calls(codec, inputs, options, erased::<R>, erased_chunk::<R>)
     }
 
     fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
         ProcessPoolExecutor::shutdown_with(self, wait, cancel_futures);
     }
+}
+
+/// Wraps a task's future (its producer side) in what completes it from the worker's reply.
+pub(crate) type MakePending<T> = fn(Promise<T>, &'static Codec) -> Box<dyn Pending>;
+
+/// A single result, decoded with `R`'s own serde impl.
+pub(crate) fn typed<R: Payload>(promise: Promise<R>, _: &'static Codec) -> Box<dyn Pending> {
+    Box::new(Typed(promise))
+}
+
+/// A chunk's reply, decoded with `R`'s own serde impl.
+pub(crate) fn chunked<R: Payload>(
+    promise: Promise<Partial<R>>,
+    _: &'static Codec,
+) -> Box<dyn Pending> {
+    Box::new(Chunked(promise))
+}
+
+/// A single result, decoded by the function's codec.
+pub(crate) fn erased<R: Send + Sync + 'static>(
+    promise: Promise<R>,
+    codec: &'static Codec,
+) -> Box<dyn Pending> {
+    Box::new(Erased {
+        promise,
+        decode: codec.decoder(false),
+    })
+}
+
+/// A chunk's reply, decoded by the function's codec.
+pub(crate) fn erased_chunk<R: Send + Sync + 'static>(
+    promise: Promise<Partial<R>>,
+    codec: &'static Codec,
+) -> Box<dyn Pending> {
+    Box::new(Erased {
+        promise,
+        decode: codec.decoder(true),
+    })
 }

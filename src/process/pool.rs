@@ -1,134 +1,41 @@
-//! The parent's side of a process pool: the task queue, the worker table, a reader thread per worker and the
-//! manager thread that starts workers and kills the ones whose task ran past its deadline.
+//! The parent's side of a process pool: the task queue, the worker table, and the manager thread that starts
+//! workers and kills the ones whose task ran past its deadline. Each worker's reader and watcher threads are in
+//! `reader.rs`.
 //!
 //! # How a task travels
 //! `submit` encodes the argument into a ready-to-send frame and queues the job; an idle worker takes it at once
 //! (the submitting thread writes the frame), otherwise the job waits until a worker's reader thread, having read
-//! that worker's previous result, hands it the next job. Each worker runs one task at a time, so its socket has
-//! one writer at a time and the frames never interleave.
+//! that worker's previous result, hands it the next job. Each worker runs one task at a time, and its frames go
+//! through one outbox written by one thread at a time, so they never interleave. Every frame's place in the
+//! stream (its byte offsets) is recorded, so that after a worker's death the pool knows which calls it read.
 //!
 //! # How a worker ends
-//! Its reader thread reads until end of stream (the worker exited, was killed, or was told to exit by the pool
-//! closing its half of the socket), reaps it with `waitpid`, fails the task it held (with
-//! [`Error::WorkerDied`], or [`Error::TaskTimeout`] if the manager killed it for its deadline), and asks the
-//! manager for a replacement if work is waiting. Signals are sent only under the state lock and only to workers
-//! whose reader has not started reaping them, so a pid is never signalled after it may have been recycled.
+//! Its watcher thread sees it exit (`waitid` on Unix, whatever happened to its socket); its reader thread then
+//! reads the frames it sent before dying, reaps it, fails the task it was running ([`Error::WorkerDied`], or
+//! [`Error::TaskTimeout`] if the manager killed it for its deadline), hands the tasks it never read to other
+//! workers, and asks the manager for a replacement if work is waiting. Signals are sent only under the state lock
+//! and only to workers whose reader has not started reaping them, so a pid is never signalled after it may have
+//! been recycled.
 //!
 //! The locks, condition variables and threads come from `crate::sync`, but the process and socket code is outside
 //! loom's scope: the loom build compiles this module without modelling it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::BufReader;
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
-
-use super::protocol::{
-    Hello, Identity, MAGIC, ReadError, Reply, Status, VERSION, read_frame, write_frame,
+use super::callbacks::Callbacks;
+use super::pending::{Deferred, Pending};
+use super::protocol::Identity;
+use super::sys::{self, Conn, Process, spawn_worker};
+use crate::Error;
+use crate::future::deadline_after;
+use crate::sync::{
+    Arc, AtomicUsize, Backoff, Condvar, Mutex, MutexGuard, Ordering, thread, thread_local,
 };
-use super::spawn::{describe, signal, spawn_worker};
-use crate::future::{Promise, deadline_after};
-use crate::map::Partial;
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, thread, thread_local};
-use crate::{Error, Payload};
-
-/// A queued task's future, with its result type erased.
-pub(crate) trait Pending: Send {
-    /// Marks it running; `false` if it was cancelled (or set from outside) and must not be sent.
-    fn start(&self) -> bool;
-    /// Completes it from the worker's reply: decodes the result, or maps the failure to an [`Error`].
-    fn finish(&self, name: &str, status: Status, payload: &[u8]);
-    /// Fails it.
-    fn fail(&self, error: Error);
-    /// Cancels it if it is still pending.
-    fn cancel(&self);
-}
-
-/// [`Pending`] for a future of `R`.
-pub(crate) struct Typed<R>(pub(crate) Promise<R>);
-
-impl<R: Payload> Pending for Typed<R> {
-    fn start(&self) -> bool {
-        self.0.start() == Ok(true)
-    }
-
-    fn finish(&self, name: &str, status: Status, payload: &[u8]) {
-        let outcome = match status {
-            Status::Ok => decode::<R>(name, payload),
-            failure => Err(status_error(failure)),
-        };
-        // Fails only if the future was set from outside meanwhile; that outcome stands.
-        let _ = self.0.complete(outcome);
-    }
-
-    fn fail(&self, error: Error) {
-        let _ = self.0.complete(Err(error));
-    }
-
-    fn cancel(&self) {
-        self.0.cancel();
-    }
-}
-
-/// [`Pending`] for a `map` chunk: the worker replies with the values of the items up to the first that failed,
-/// and that item's failure (see `Registry::register`).
-pub(crate) struct Chunked<R>(pub(crate) Promise<Partial<R>>);
-
-impl<R: Payload> Pending for Chunked<R> {
-    fn start(&self) -> bool {
-        self.0.start() == Ok(true)
-    }
-
-    fn finish(&self, name: &str, status: Status, payload: &[u8]) {
-        let outcome = match status {
-            Status::Ok => {
-                decode::<(Vec<R>, Option<Status>)>(name, payload).map(|(values, failure)| Partial {
-                    values,
-                    error: failure.map(status_error),
-                })
-            }
-            failure => Err(status_error(failure)),
-        };
-        let _ = self.0.complete(outcome);
-    }
-
-    fn fail(&self, error: Error) {
-        let _ = self.0.complete(Err(error));
-    }
-
-    fn cancel(&self) {
-        self.0.cancel();
-    }
-}
-
-/// Decodes a task's result; a panicking `Deserialize` impl must not take the reader thread down with it.
-fn decode<T: serde::de::DeserializeOwned>(name: &str, payload: &[u8]) -> Result<T, Error> {
-    match crate::unwind::run_task(|| postcard::from_bytes::<T>(payload)) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(Error::Serialization(format!(
-            "could not decode the result of `{name}`: {error}"
-        ))),
-        Err(panic) => Err(Error::Serialization(format!(
-            "decoding the result of `{name}` panicked: {panic}"
-        ))),
-    }
-}
-
-/// The error for a task that failed in its worker.
-fn status_error(status: Status) -> Error {
-    match status {
-        Status::Ok => Error::Protocol("a task reported success without a result".into()),
-        Status::Panicked(message) => Error::Panicked { message },
-        Status::UnknownTask(name) => Error::UnknownTask(name),
-        Status::Serialization(what) => Error::Serialization(what),
-        Status::TooLarge(what) => Error::Protocol(what),
-    }
-}
 
 /// A task waiting for a worker.
 pub(crate) struct Job {
@@ -138,33 +45,83 @@ pub(crate) struct Job {
     pub(crate) frame: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) pending: Box<dyn Pending>,
-    /// Already marked running: it was handed to a worker that could not take it, and waits for another.
+    /// Already marked running: it was handed to a worker that died before reading it, and waits for another.
     pub(crate) started: bool,
 }
 
 /// A task sent to a worker: the first of a worker's tasks is running, the others wait in its socket.
-struct InFlight {
-    id: u64,
-    name: &'static str,
-    timeout: Option<Duration>,
-    pending: Box<dyn Pending>,
+pub(super) struct InFlight {
+    pub(super) id: u64,
+    pub(super) name: &'static str,
+    pub(super) timeout: Option<Duration>,
+    pub(super) pending: Box<dyn Pending>,
     /// A copy of the frame of a task sent ahead (small frames only), or the frame of a task whose write failed:
     /// what is needed to hand it to another worker if this one dies before starting it.
-    retry: Option<Vec<u8>>,
-    /// Its frame could not be written whole: the worker never started it.
-    unsent: bool,
+    pub(super) retry: Option<Vec<u8>>,
+    /// Where its frame lies in the stream of bytes sent to the worker.
+    pub(super) span: (u64, u64),
 }
 
 /// Only frames up to this size are sent ahead of a running task: they fit in the socket's buffer, so writing one
 /// never waits for the worker (which may be busy writing a large result the pool has yet to read).
 const AHEAD_MAX: usize = 16 * 1024;
 
-/// The pool's end of a worker's socket, and the frames waiting to be written to it, in order.
-struct Conn {
-    stream: UnixStream,
-    outbox: Mutex<VecDeque<(u64, Vec<u8>)>>,
-    /// 1 while a thread is writing the outbox out: one writer at a time, so frames never interleave.
-    writing: AtomicUsize,
+/// A worker's connection and the frames waiting to be written to it, in order.
+pub(super) struct Link {
+    pub(super) conn: Conn,
+    pub(super) outbox: Mutex<Outbox>,
+    /// 1 while a thread is writing the outbox out: one writer at a time, so frames never interleave. The
+    /// watcher takes it for good once the worker is dead.
+    pub(super) writing: AtomicUsize,
+}
+
+pub(super) struct Outbox {
+    pub(super) frames: VecDeque<(u64, Vec<u8>)>,
+    /// Bytes queued so far, over the worker's life: the end offset of the last frame queued.
+    queued: u64,
+    /// Bytes the socket accepted so far.
+    pub(super) written: u64,
+}
+
+impl Link {
+    /// Queues a frame; returns its offsets in the stream.
+    fn push(&self, id: u64, frame: Vec<u8>) -> (u64, u64) {
+        let mut outbox = self.outbox.lock();
+        let start = outbox.queued;
+        outbox.queued += frame.len() as u64;
+        let end = outbox.queued;
+        outbox.frames.push_back((id, frame));
+        (start, end)
+    }
+
+    /// Waits for the writer of the moment (if any) to finish its turn and keeps every later one out, for good:
+    /// the outbox and the written count are final from now on. Writes fail at once by then (the worker is dead
+    /// and its calls closed), so the wait is short.
+    pub(super) fn stop_writers(&self) {
+        let mut backoff = Backoff::new();
+        // ORDERING: Acquire pairs with the Release store that ends the writer's turn, so its count is seen.
+        while self
+            .writing
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff.snooze();
+        }
+    }
+}
+
+/// Writes `frame`; returns how many bytes the socket accepted, and whether all of them were.
+fn write_counted(mut stream: &sys::Stream, frame: &[u8]) -> (usize, io::Result<()>) {
+    let mut done = 0;
+    while done < frame.len() {
+        match stream.write(&frame[done..]) {
+            Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return (done, Err(error)),
+        }
+    }
+    (done, Ok(()))
 }
 
 /// Decodes an initializer's result: `Err(reason)` if it failed.
@@ -184,6 +141,7 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) startup_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
     /// How many tasks a busy worker may hold beyond the one it runs (see `ProcessPoolBuilder::tasks_ahead`).
     pub(crate) ahead: usize,
     pub(crate) max_frame: usize,
@@ -194,7 +152,7 @@ pub(crate) struct Config {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// Started; its hello has not arrived.
     Hello,
     /// Running the initializer.
@@ -203,13 +161,13 @@ enum Phase {
     Idle,
     /// Running a task.
     Busy,
-    /// Told to exit (its socket's write half is closed); gets no more tasks.
+    /// Told to exit (its calls are closed); gets no more tasks.
     Retiring,
 }
 
 /// Why the pool is ending a worker.
 #[derive(Debug, Clone, Copy)]
-enum Stop {
+pub(super) enum Stop {
     /// Its task ran past this timeout.
     Timeout(Duration),
     /// A frame could not be written to it.
@@ -218,58 +176,84 @@ enum Stop {
     Terminated,
     /// It did not say hello within the startup timeout.
     Silent(Duration),
+    /// It broke the protocol.
+    Fault,
+    /// Its stream ended while it lived on (it shut its socket down).
+    Lost,
+}
+
+/// What the watcher learnt once the worker exited: the pool's account of the calls it sent, to tell which the
+/// worker read.
+pub(super) struct Exit {
+    /// Bytes the socket accepted.
+    pub(super) written: u64,
+    /// The calls the worker never read, if they can be known.
+    pub(super) unread: Option<Vec<u8>>,
 }
 
 /// The task id under which a worker's startup deadline sits in the deadline queue.
-const HELLO: u64 = u64::MAX;
+pub(super) const HELLO: u64 = u64::MAX;
 
-struct Worker {
-    pid: u32,
-    conn: Arc<Conn>,
-    phase: Phase,
-    in_flight: VecDeque<InFlight>,
-    tasks_done: usize,
-    stopping: Option<Stop>,
+pub(super) struct Worker {
+    pub(super) process: Process,
+    pub(super) link: Arc<Link>,
+    pub(super) phase: Phase,
+    pub(super) in_flight: VecDeque<InFlight>,
+    pub(super) tasks_done: usize,
+    pub(super) stopping: Option<Stop>,
+    /// Set by the watcher once the worker has exited (not yet reaped).
+    pub(super) exited: Option<Exit>,
     /// Its reader is reaping it: it must not be signalled any more.
-    reaping: bool,
+    pub(super) reaping: bool,
 }
 
-struct State {
-    queue: VecDeque<Job>,
-    workers: HashMap<u64, Worker>,
-    idle: Vec<u64>,
+impl Worker {
+    /// Kills it, unless it may have been reaped (then its pid may name another process).
+    pub(super) fn kill(&self, gently: bool) {
+        if !self.reaping {
+            self.process.kill(gently);
+        }
+    }
+}
+
+pub(super) struct State {
+    pub(super) queue: VecDeque<Job>,
+    pub(super) workers: HashMap<u64, Worker>,
+    pub(super) idle: Vec<u64>,
     /// Workers the manager is asked to start.
     pending_spawns: usize,
     /// Workers the manager is starting now.
     spawning: usize,
-    closed: bool,
-    broken: Option<Error>,
+    pub(super) closed: bool,
+    pub(super) broken: Option<Error>,
     /// (deadline, worker, task id) of running tasks with a timeout; stale entries are skipped.
     deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
     next_worker: u64,
-    /// The manager and reader threads that have not finished their work.
-    threads_running: usize,
+    /// The manager, reader and watcher threads that have not finished their work.
+    pub(super) threads_running: usize,
 }
 
-/// What the pool's handles, its manager and its readers share.
+/// What the pool's handles, its manager, its readers and watchers share.
 pub(crate) struct Shared {
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     /// Wakes the manager: a spawn is wanted, a deadline was added, or the pool may be done.
-    wake: Condvar,
-    /// Signalled when a worker is gone or a pool thread finished.
-    changed: Condvar,
+    pub(super) wake: Condvar,
+    /// Signalled when a worker exited or is gone, or a pool thread finished.
+    pub(super) changed: Condvar,
     next_job: AtomicUsize,
+    callbacks: Callbacks,
     pub(crate) config: Config,
 }
 
 thread_local! {
-    /// The pool (by the address of its shared state) whose manager or reader this thread is; 0 for others.
+    /// The pool (by the address of its shared state) whose manager, reader, watcher or callback thread this is;
+    /// 0 for others.
     #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
     static CURRENT_POOL: std::cell::Cell<usize> = std::cell::Cell::new(0);
 }
 
 /// A worker whose outbox has frames to write once the state lock is released.
-type Outgoing = Option<(u64, Arc<Conn>)>;
+pub(super) type Outgoing = Option<(u64, Arc<Link>)>;
 
 impl Shared {
     /// A pool with no workers yet; starts its manager thread.
@@ -290,6 +274,7 @@ impl Shared {
             wake: Condvar::new(),
             changed: Condvar::new(),
             next_job: AtomicUsize::new(1),
+            callbacks: Callbacks::new(),
             config,
         });
         let manager = shared.clone();
@@ -307,8 +292,31 @@ impl Shared {
         self.next_job.fetch_add(1, Ordering::Relaxed) as u64
     }
 
+    /// Marks the calling thread as one of this pool's own.
+    pub(super) fn enter_thread(&self) {
+        let me = self as *const Shared as usize;
+        CURRENT_POOL.with(|current| current.set(me));
+    }
+
     fn is_own_thread(&self) -> bool {
         CURRENT_POOL.with(|current| current.get() == self as *const Shared as usize)
+    }
+
+    /// Runs the done-callbacks of futures this pool completed, off the calling thread (a reader, the manager):
+    /// a callback that blocks must not hold up the delivery of results.
+    pub(super) fn defer(self: &Arc<Self>, callbacks: Option<Deferred>) {
+        if let Some(callbacks) = callbacks {
+            let id = Arc::as_ptr(self) as usize;
+            self.callbacks.run(callbacks, move || {
+                CURRENT_POOL.with(|current| current.set(id));
+            });
+        }
+    }
+
+    /// Fails `pending` with `error`, its callbacks off the calling thread.
+    pub(super) fn fail(self: &Arc<Self>, pending: Box<dyn Pending>, error: Error) {
+        let callbacks = pending.fail(error);
+        self.defer(callbacks);
     }
 
     /// Queues `job`, handing it to an idle worker if there is one.
@@ -329,9 +337,14 @@ impl Shared {
 
     /// Finds a worker for the job at the head of the queue: an idle one; else more workers if the pool may
     /// grow; else a busy one with room to take it ahead.
-    fn place(&self, state: &mut State) -> Outgoing {
-        if let Some(key) = state.idle.pop() {
-            return self.dispatch(state, key);
+    pub(super) fn place(&self, state: &mut State) -> Outgoing {
+        while let Some(key) = state.idle.pop() {
+            let usable = state.workers.get(&key).is_some_and(|w| {
+                w.phase == Phase::Idle && w.stopping.is_none() && w.exited.is_none()
+            });
+            if usable {
+                return self.dispatch(state, key);
+            }
         }
         if self.ensure_capacity(state) {
             return None;
@@ -343,7 +356,7 @@ impl Shared {
         let room = state
             .workers
             .iter()
-            .filter(|(_, w)| w.phase == Phase::Busy && w.stopping.is_none())
+            .filter(|(_, w)| w.phase == Phase::Busy && w.stopping.is_none() && w.exited.is_none())
             .filter(|(_, w)| w.in_flight.len() <= self.config.ahead)
             .min_by_key(|(_, w)| w.in_flight.len())
             .map(|(key, _)| *key);
@@ -356,12 +369,15 @@ impl Shared {
     /// Tops worker `key` up to `1 + ahead` tasks from the queue (within its `max_tasks_per_child` budget, and
     /// only small frames ahead of a running task); a worker left with none idles, or retires once the pool is
     /// closed. Returns the worker if frames were queued for it.
-    fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
+    pub(super) fn dispatch(&self, state: &mut State, key: u64) -> Outgoing {
         let budget = self.config.max_tasks_per_child;
         let mut sent = false;
         loop {
             let worker = state.workers.get(&key)?;
-            if worker.stopping.is_some() || !matches!(worker.phase, Phase::Idle | Phase::Busy) {
+            if worker.stopping.is_some()
+                || worker.exited.is_some()
+                || !matches!(worker.phase, Phase::Idle | Phase::Busy)
+            {
                 return None;
             }
             let held = worker.in_flight.len();
@@ -393,15 +409,16 @@ impl Shared {
                 return None;
             };
             worker.phase = Phase::Busy;
+            let retry = (held > 0).then(|| job.frame.clone());
+            let span = worker.link.push(job.id, job.frame);
             worker.in_flight.push_back(InFlight {
                 id: job.id,
                 name: job.name,
                 timeout: job.timeout,
                 pending: job.pending,
-                retry: (held > 0).then(|| job.frame.clone()),
-                unsent: false,
+                retry,
+                span,
             });
-            worker.conn.outbox.lock().push_back((job.id, job.frame));
             sent = true;
         }
         let worker = state.workers.get_mut(&key)?;
@@ -415,11 +432,19 @@ impl Shared {
                 }
             }
         }
-        let conn = state.workers.get(&key).map(|w| w.conn.clone())?;
-        sent.then_some((key, conn))
+        let link = state.workers.get(&key).map(|w| w.link.clone())?;
+        sent.then_some((key, link))
     }
 
-    fn add_deadline(&self, state: &mut State, deadline: Instant, key: u64, id: u64) {
+    /// Sends worker `key` the initializer's call.
+    pub(super) fn send_initializer(&self, state: &mut State, key: u64, frame: Vec<u8>) -> Outgoing {
+        let worker = state.workers.get_mut(&key)?;
+        worker.phase = Phase::Init;
+        worker.link.push(0, frame);
+        Some((key, worker.link.clone()))
+    }
+
+    pub(super) fn add_deadline(&self, state: &mut State, deadline: Instant, key: u64, id: u64) {
         if state.deadlines.len() > 64 + 4 * state.workers.len() {
             // Drop the entries of tasks that already finished.
             let workers = &state.workers;
@@ -436,14 +461,14 @@ impl Shared {
 
     /// Writes out worker `key`'s outbox, unless another thread is already at it (that thread then writes these
     /// frames too: a writer re-checks the outbox after its turn ends).
-    fn send(&self, send: Outgoing) {
-        let Some((key, conn)) = send else {
+    pub(super) fn send(&self, send: Outgoing) {
+        let Some((key, link)) = send else {
             return;
         };
         loop {
             // ORDERING: Acquire pairs with the Release store that ends the previous writer's turn, so its writes
             // to the socket happen before ours.
-            if conn
+            if link
                 .writing
                 .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -451,70 +476,73 @@ impl Shared {
                 return;
             }
             let mut failed = None;
+            let mut accepted = 0;
             loop {
-                let next = conn.outbox.lock().pop_front();
+                let next = {
+                    let mut outbox = link.outbox.lock();
+                    outbox.written += std::mem::take(&mut accepted);
+                    outbox.frames.pop_front()
+                };
                 let Some((id, frame)) = next else {
                     break;
                 };
-                if failed.is_none() && write_frame(&conn.stream, &frame).is_err() {
-                    failed = Some((id, frame));
+                if failed.is_none() {
+                    let (done, result) = write_counted(link.conn.stream(), &frame);
+                    accepted = done as u64;
+                    if result.is_err() {
+                        failed = Some((id, frame));
+                    }
                 }
             }
             // ORDERING: Release ends this turn; pairs with the Acquire of the next writer's exchange.
-            conn.writing.store(0, Ordering::Release);
+            link.writing.store(0, Ordering::Release);
             if let Some((id, frame)) = failed {
                 self.write_failed(key, id, frame);
             }
-            if conn.outbox.lock().is_empty() {
+            if link.outbox.lock().frames.is_empty() {
                 return;
             }
         }
     }
 
-    /// A frame could not be written to worker `key`: it and the tasks after it never reached the worker whole.
-    /// The worker is killed; its reader hands those tasks to other workers.
+    /// A frame could not be written whole to worker `key`: the worker never read it, nor the ones after it. The
+    /// worker is killed; its reader hands those tasks to other workers.
     fn write_failed(&self, key: u64, id: u64, frame: Vec<u8>) {
         let mut state = self.state.lock();
         let Some(worker) = state.workers.get_mut(&key) else {
             return;
         };
-        if !worker.reaping {
-            signal(worker.pid, Signal::KILL);
+        if worker.exited.is_none() {
+            worker.kill(false);
         }
         worker.stopping.get_or_insert(Stop::Killed);
-        let mut frame = Some(frame);
-        let mut after = false;
-        for task in worker.in_flight.iter_mut() {
-            if task.id == id {
-                after = true;
-                task.retry = task.retry.take().or_else(|| frame.take());
-            }
-            if after {
-                task.unsent = true;
-            }
+        if let Some(task) = worker.in_flight.iter_mut().find(|task| task.id == id) {
+            task.retry.get_or_insert(frame);
         }
     }
 
     /// Tells worker `key` to exit: it gets no more work and sees end of stream.
-    fn retire(state: &mut State, key: u64) {
+    pub(super) fn retire(state: &mut State, key: u64) {
         if let Some(worker) = state.workers.get_mut(&key) {
             worker.phase = Phase::Retiring;
-            // Fails only if the worker is already gone; its reader sees that too.
-            let _ = worker.conn.stream.shutdown(Shutdown::Write);
+            worker.link.conn.close_calls();
         }
     }
 
     /// Asks the manager for workers if jobs wait and fewer than `max_workers` are alive or starting. Returns
     /// whether the workers starting will take every queued job.
-    fn ensure_capacity(&self, state: &mut State) -> bool {
+    pub(super) fn ensure_capacity(&self, state: &mut State) -> bool {
         let starting = state.pending_spawns + state.spawning;
         let mut ready_soon = starting;
         let mut capacity = starting;
         for worker in state.workers.values() {
-            if matches!(worker.phase, Phase::Hello | Phase::Init) {
+            if matches!(worker.phase, Phase::Hello | Phase::Init) && worker.exited.is_none() {
                 ready_soon += 1;
             }
-            if worker.phase != Phase::Retiring && worker.stopping.is_none() {
+            if worker.phase != Phase::Retiring
+                && worker.stopping.is_none()
+                && worker.exited.is_none()
+            {
                 capacity += 1;
             }
         }
@@ -532,7 +560,7 @@ impl Shared {
 
     /// Marks the pool broken: later submits fail with `error`, and so does every queued job (returned, to be
     /// failed once the lock is released). Idle workers are told to exit.
-    fn break_pool(&self, state: &mut State, error: Error) -> (Vec<Job>, Error) {
+    pub(super) fn break_pool(&self, state: &mut State, error: Error) -> (Vec<Job>, Error) {
         let error = state.broken.get_or_insert(error).clone();
         state.closed = true;
         state.pending_spawns = 0;
@@ -560,31 +588,32 @@ impl Shared {
         }
         self.wake.notify_one();
         drop(state);
+        // On the caller's thread, callbacks included, as Python's `cancel` does.
         for job in cancelled {
             if job.started {
                 // Marked running when a dying worker could not take it; it never ran.
-                job.pending.fail(Error::Cancelled);
+                job.pending.cancel_started();
             } else {
                 job.pending.cancel();
             }
         }
     }
 
-    /// Sends `sig` to every live worker (after `close(true)`): their running tasks fail with
-    /// [`Error::WorkerDied`].
-    pub(crate) fn signal_all(&self, sig: Signal) {
+    /// Stops every live worker (after `close(true)`): with `SIGTERM` if `gently` (`terminate_workers`), else
+    /// `SIGKILL`. Their running tasks fail with [`Error::WorkerDied`].
+    pub(crate) fn stop_all(&self, gently: bool) {
         let mut state = self.state.lock();
         for worker in state.workers.values_mut() {
-            if !worker.reaping {
+            if worker.exited.is_none() && !worker.reaping {
                 worker.stopping.get_or_insert(Stop::Terminated);
-                signal(worker.pid, sig);
+                worker.kill(gently);
             }
         }
     }
 
-    /// Waits until the manager and every reader are done (every worker reaped, every task's future settled).
-    /// On one of the pool's own threads (a done-callback calling `shutdown`) it returns at once instead of
-    /// waiting for itself.
+    /// Waits until the manager, every reader and watcher, and every done-callback the pool handed over are done
+    /// (every worker reaped, every task's future settled). On one of the pool's own threads (a done-callback
+    /// calling `shutdown`) it returns at once instead of waiting for itself.
     pub(crate) fn join(&self) {
         if self.is_own_thread() {
             return;
@@ -593,6 +622,8 @@ impl Shared {
         while state.threads_running > 0 {
             self.changed.wait(&mut state);
         }
+        drop(state);
+        self.callbacks.join();
     }
 
     /// The pids of the live workers, in increasing order.
@@ -601,8 +632,8 @@ impl Shared {
         let mut pids: Vec<u32> = state
             .workers
             .values()
-            .filter(|w| !w.reaping)
-            .map(|w| w.pid)
+            .filter(|w| !w.reaping && w.exited.is_none())
+            .map(|w| w.process.id())
             .collect();
         pids.sort_unstable();
         pids
@@ -616,7 +647,7 @@ impl Shared {
     /// The manager thread: starts workers on request and kills those whose task passed its deadline; exits once
     /// the pool is closed and every worker is gone.
     fn manage(self: Arc<Self>) {
-        CURRENT_POOL.with(|current| current.set(Arc::as_ptr(&self) as usize));
+        self.enter_thread();
         let mut state = self.state.lock();
         loop {
             if state.pending_spawns > 0 {
@@ -628,7 +659,10 @@ impl Shared {
                 state = self.state.lock();
                 state.spawning -= 1;
                 match spawned {
-                    Ok(spawned) => state = self.add_worker(state, spawned.child, spawned.conn),
+                    Ok(spawned) => {
+                        state =
+                            self.add_worker(state, spawned.child, spawned.process, spawned.conn);
+                    }
                     Err(error) => {
                         state = self.spawn_failed(
                             state,
@@ -647,19 +681,19 @@ impl Shared {
                 let Some(worker) = state.workers.get_mut(&key) else {
                     continue;
                 };
-                if worker.reaping || worker.stopping.is_some() {
+                if worker.reaping || worker.exited.is_some() || worker.stopping.is_some() {
                     continue;
                 }
                 if id == HELLO {
                     if worker.phase == Phase::Hello {
                         worker.stopping = Some(Stop::Silent(self.config.startup_timeout));
-                        signal(worker.pid, Signal::KILL);
+                        worker.kill(false);
                     }
                 } else if let Some(task) = worker.in_flight.front()
                     && task.id == id
                 {
                     worker.stopping = Some(Stop::Timeout(task.timeout.unwrap_or_default()));
-                    signal(worker.pid, Signal::KILL);
+                    worker.kill(false);
                 }
             }
             if state.closed
@@ -681,30 +715,35 @@ impl Shared {
         }
     }
 
-    /// Records a started worker and starts its reader thread.
+    /// Records a started worker and starts its reader thread (which starts its watcher).
     fn add_worker<'a>(
         self: &'a Arc<Self>,
         mut state: MutexGuard<'a, State>,
         child: Child,
-        conn: UnixStream,
+        process: Process,
+        conn: Conn,
     ) -> MutexGuard<'a, State> {
-        let pid = child.id();
         let key = state.next_worker;
         state.next_worker += 1;
-        let conn = Arc::new(Conn {
-            stream: conn,
-            outbox: Mutex::new(VecDeque::new()),
+        let link = Arc::new(Link {
+            conn,
+            outbox: Mutex::new(Outbox {
+                frames: VecDeque::new(),
+                queued: 0,
+                written: 0,
+            }),
             writing: AtomicUsize::new(0),
         });
         state.workers.insert(
             key,
             Worker {
-                pid,
-                conn: conn.clone(),
+                process: process.clone(),
+                link: link.clone(),
                 phase: Phase::Hello,
                 in_flight: VecDeque::new(),
                 tasks_done: 0,
                 stopping: None,
+                exited: None,
                 reaping: false,
             },
         );
@@ -712,28 +751,24 @@ impl Shared {
         self.add_deadline(&mut state, startup, key, HELLO);
         state.threads_running += 1;
         let shared = self.clone();
+        let pid = process.id();
+        let for_reader = process.clone();
         let started = thread::spawn_named(format!("process-pool-reader-{pid}"), move || {
-            shared.read(key, child, conn)
+            shared.read(key, child, for_reader, link)
         });
         if let Err(error) = started {
             // Nobody can talk to this worker: end it and reap it here.
             state.threads_running -= 1;
             state.workers.remove(&key);
-            signal(pid, Signal::KILL);
-            if let Some(raw) = i32::try_from(pid)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            {
-                let _ = rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::empty());
-            }
+            process.discard();
             state = self.spawn_failed(state, format!("could not start a reader thread: {error}"));
         }
         state
     }
 
     /// A worker could not be started: with no worker left to run the queue, the pool is broken.
-    fn spawn_failed<'a>(
-        &'a self,
+    pub(super) fn spawn_failed<'a>(
+        self: &'a Arc<Self>,
         mut state: MutexGuard<'a, State>,
         reason: String,
     ) -> MutexGuard<'a, State> {
@@ -742,294 +777,11 @@ impl Shared {
             let (jobs, error) = self.break_pool(&mut state, Error::Broken { reason });
             drop(state);
             for job in jobs {
-                job.pending.fail(error.clone());
+                self.fail(job.pending, error.clone());
             }
             state = self.state.lock();
         }
         state
-    }
-
-    /// A worker's reader thread: handles its frames until it ends, then reaps it and settles its task.
-    fn read(self: Arc<Self>, key: u64, mut child: Child, conn: Arc<Conn>) {
-        CURRENT_POOL.with(|current| current.set(Arc::as_ptr(&self) as usize));
-        let pid = child.id();
-        let mut input = BufReader::with_capacity(64 * 1024, &conn.stream);
-        let fault = loop {
-            match read_frame(&mut input, self.config.max_frame) {
-                Ok(body) => {
-                    if let Err(error) = self.on_frame(key, pid, &body) {
-                        break Some(error);
-                    }
-                }
-                Err(ReadError::Eof) => break None,
-                // A worker that dies with frames unread in its socket resets the connection.
-                Err(ReadError::Io(error))
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    break None;
-                }
-                Err(error) => {
-                    break Some(Error::Protocol(format!(
-                        "could not read from worker process {pid}: {error}"
-                    )));
-                }
-            }
-        };
-        {
-            let mut state = self.state.lock();
-            if let Some(worker) = state.workers.get_mut(&key) {
-                if fault.is_some() {
-                    signal(pid, Signal::KILL);
-                }
-                worker.reaping = true;
-            }
-        }
-        let reason = match child.wait() {
-            Ok(status) => describe(status),
-            Err(error) => format!("could not be waited for: {error}"),
-        };
-        let mut state = self.state.lock();
-        let mut failed: Vec<(Box<dyn Pending>, Error)> = Vec::new();
-        let mut send = Vec::new();
-        if let Some(mut worker) = state.workers.remove(&key) {
-            state.idle.retain(|k| *k != key);
-            // The first task was running (unless it never arrived whole); the others never started.
-            let mut unstarted = Vec::new();
-            if let Some(task) = worker.in_flight.pop_front() {
-                if task.unsent {
-                    unstarted.push(task);
-                } else {
-                    let error = match (&fault, worker.stopping) {
-                        (Some(fault), _) => fault.clone(),
-                        (None, Some(Stop::Timeout(timeout))) => Error::TaskTimeout { timeout },
-                        (None, _) => Error::WorkerDied {
-                            pid,
-                            reason: reason.clone(),
-                        },
-                    };
-                    failed.push((task.pending, error));
-                }
-            }
-            unstarted.extend(worker.in_flight.drain(..));
-            // Back to the front of the queue, in order, for other workers; unless the pool is broken, or being
-            // stopped by `terminate_workers`/`kill_workers` (which cancel what has not started).
-            for task in unstarted.into_iter().rev() {
-                let refusal = match (&state.broken, worker.stopping) {
-                    (Some(error), _) => Some(error.clone()),
-                    (None, Some(Stop::Terminated)) => Some(Error::Cancelled),
-                    _ => None,
-                };
-                match (refusal, task.retry) {
-                    (None, Some(frame)) => state.queue.push_front(Job {
-                        id: task.id,
-                        name: task.name,
-                        frame,
-                        timeout: task.timeout,
-                        pending: task.pending,
-                        started: true,
-                    }),
-                    (Some(error), _) => failed.push((task.pending, error)),
-                    (None, None) => failed.push((
-                        task.pending,
-                        Error::WorkerDied {
-                            pid,
-                            reason: reason.clone(),
-                        },
-                    )),
-                }
-            }
-            if matches!(worker.phase, Phase::Hello | Phase::Init) && !state.closed {
-                let reason = match (worker.phase, worker.stopping) {
-                    (Phase::Hello, Some(Stop::Silent(limit))) => format!(
-                        "worker process {pid} did not start serving within {limit:?} and was killed; \
-                         `concurrent_futures::process_main!` must run at the top of `main`, before \
-                         anything slow"
-                    ),
-                    (Phase::Hello, _) => {
-                        format!("worker process {pid} ended before it was ready: {reason}")
-                    }
-                    _ => format!(
-                        "worker process {pid} ended while running the initializer: {reason}"
-                    ),
-                };
-                let (jobs, error) = self.break_pool(&mut state, Error::Broken { reason });
-                failed.extend(jobs.into_iter().map(|job| (job.pending, error.clone())));
-            }
-        }
-        while !state.queue.is_empty() {
-            match self.place(&mut state) {
-                Some(outgoing) => send.push(outgoing),
-                None => break,
-            }
-        }
-        self.ensure_capacity(&mut state);
-        self.wake.notify_one();
-        self.changed.notify_all();
-        drop(state);
-        for outgoing in send {
-            self.send(Some(outgoing));
-        }
-        for (pending, error) in failed {
-            pending.fail(error);
-        }
-        let mut state = self.state.lock();
-        state.threads_running -= 1;
-        self.changed.notify_all();
-        self.wake.notify_one();
-    }
-
-    /// Handles one frame from worker `key`. An error means the worker broke the protocol and must be ended;
-    /// the error goes to the task it held.
-    fn on_frame(&self, key: u64, pid: u32, body: &[u8]) -> Result<(), Error> {
-        let (reply, payload) = postcard::take_from_bytes::<Reply>(body).map_err(|error| {
-            Error::Protocol(format!(
-                "worker process {pid} sent a malformed frame: {error}"
-            ))
-        })?;
-        let mut state = self.state.lock();
-        let Some(worker) = state.workers.get_mut(&key) else {
-            return Err(Error::Protocol(format!("worker process {pid} is unknown")));
-        };
-        let phase = worker.phase;
-        match reply {
-            Reply::Hello(hello) => {
-                if phase != Phase::Hello {
-                    return Err(Error::Protocol(format!(
-                        "worker process {pid} said hello twice"
-                    )));
-                }
-                if let Err(reason) = self.check_hello(&hello, pid) {
-                    let (jobs, error) = self.break_pool(&mut state, Error::Protocol(reason));
-                    drop(state);
-                    for job in jobs {
-                        job.pending.fail(error.clone());
-                    }
-                    return Err(error);
-                }
-                let wanted = !state.closed || !state.queue.is_empty();
-                let send = match &self.config.initializer {
-                    Some(init) if wanted => state.workers.get_mut(&key).map(|worker| {
-                        worker.phase = Phase::Init;
-                        worker.conn.outbox.lock().push_back((0, init.frame.clone()));
-                        (key, worker.conn.clone())
-                    }),
-                    _ => {
-                        if let Some(worker) = state.workers.get_mut(&key) {
-                            worker.phase = Phase::Idle;
-                        }
-                        self.dispatch(&mut state, key)
-                    }
-                };
-                drop(state);
-                self.send(send);
-                Ok(())
-            }
-            Reply::Done { id, status } => {
-                if worker.phase == Phase::Init && id == 0 {
-                    let outcome = match status {
-                        Status::Ok => self
-                            .config
-                            .initializer
-                            .as_ref()
-                            .map_or(Ok(()), |init| (init.check)(payload)),
-                        Status::Panicked(message) => Err(format!("it panicked: {message}")),
-                        Status::UnknownTask(name) => {
-                            Err(format!("no task named `{name}` is registered"))
-                        }
-                        Status::Serialization(what) | Status::TooLarge(what) => Err(what),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            if let Some(worker) = state.workers.get_mut(&key) {
-                                worker.phase = Phase::Idle;
-                            }
-                            let send = self.dispatch(&mut state, key);
-                            drop(state);
-                            self.send(send);
-                        }
-                        Err(reason) => {
-                            let reason =
-                                format!("the initializer failed in worker process {pid}: {reason}");
-                            log::error!(target: "concurrent_futures", "{reason}");
-                            Self::retire(&mut state, key);
-                            let (jobs, error) =
-                                self.break_pool(&mut state, Error::Broken { reason });
-                            drop(state);
-                            for job in jobs {
-                                job.pending.fail(error.clone());
-                            }
-                        }
-                    }
-                    return Ok(());
-                }
-                let matches = worker.phase == Phase::Busy
-                    && worker.in_flight.front().is_some_and(|task| task.id == id);
-                if !matches {
-                    return Err(Error::Protocol(format!(
-                        "worker process {pid} answered task {id}, which it was not running"
-                    )));
-                }
-                let task = worker.in_flight.pop_front();
-                worker.tasks_done += 1;
-                let stopping = worker.stopping.is_some();
-                // The task sent ahead, if any, starts now: its time limit counts from here.
-                let next = worker.in_flight.front().map(|next| (next.id, next.timeout));
-                if !stopping && let Some((next_id, Some(timeout))) = next {
-                    self.add_deadline(&mut state, deadline_after(timeout), key, next_id);
-                }
-                // A worker being killed gets no more work; one that used up its budget retires in `dispatch`.
-                let send = if stopping {
-                    None
-                } else {
-                    self.dispatch(&mut state, key)
-                };
-                if state
-                    .workers
-                    .get(&key)
-                    .is_some_and(|w| w.phase == Phase::Retiring)
-                {
-                    self.ensure_capacity(&mut state);
-                }
-                drop(state);
-                self.send(send);
-                if let Some(task) = task {
-                    task.pending.finish(task.name, status, payload);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Checks a worker's hello: our protocol, our token, our build.
-    fn check_hello(&self, hello: &Hello, pid: u32) -> Result<(), String> {
-        if hello.magic != MAGIC || hello.version != VERSION {
-            return Err(format!(
-                "worker process {pid} speaks protocol version {}, this pool speaks version {VERSION}",
-                hello.version
-            ));
-        }
-        if let Some(error) = &hello.registry_error {
-            return Err(format!(
-                "the task registry of worker process {pid} is unusable: {error}"
-            ));
-        }
-        if hello.token != self.config.token {
-            return Err(format!(
-                "worker process {pid} did not present this pool's token"
-            ));
-        }
-        if hello.identity != self.config.identity {
-            return Err(format!(
-                "worker process {pid} runs a different build of the program than this process \
-                 (worker: {}; this process: {}); was the executable rebuilt, or does `main` register \
-                 different tasks in workers?",
-                hello.identity, self.config.identity
-            ));
-        }
-        Ok(())
     }
 }
 

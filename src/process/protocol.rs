@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,7 @@ pub(crate) const VERSION: u32 = 2;
 pub(crate) const DEFAULT_MAX_FRAME: usize = 1 << 30;
 
 /// Bytes of the length prefix.
-const PREFIX: usize = 4;
+pub(crate) const PREFIX: usize = 4;
 
 /// A task for a worker; the argument follows in the frame.
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,6 +173,14 @@ pub(crate) enum ReadError {
     Eof,
     /// The peer announced a body longer than the maximum.
     TooLarge(usize),
+    /// The peer sent part of a frame and then nothing more for the stall limit: `got` of `want` bytes (length
+    /// prefix included) arrived.
+    Stalled {
+        /// Bytes of the frame that arrived.
+        got: usize,
+        /// Bytes the frame needs.
+        want: usize,
+    },
     /// The socket failed, or closed in the middle of a frame.
     Io(io::Error),
 }
@@ -183,7 +192,138 @@ impl fmt::Display for ReadError {
             ReadError::TooLarge(n) => {
                 write!(f, "a frame of {n} bytes exceeds the maximum frame size")
             }
+            ReadError::Stalled { got, want } => write!(
+                f,
+                "stopped in the middle of a frame ({got} of its {want} bytes arrived, then nothing more)"
+            ),
             ReadError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Reads frames from a stream through a buffer, telling the stream whether it is waiting between frames (which
+/// may take as long as a task runs) or in the middle of one (which a sound peer never makes it do for long).
+pub(crate) struct FrameReader {
+    buf: Box<[u8]>,
+    /// The buffered bytes not yet returned.
+    pending: Range<usize>,
+    /// The body of the last frame, when it was too large for `buf`.
+    big: Vec<u8>,
+}
+
+/// The read buffer's size: every frame up to this size (length prefix included) is read through it.
+const READ_BUFFER: usize = 64 * 1024;
+
+impl FrameReader {
+    pub(crate) fn new() -> Self {
+        FrameReader {
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            pending: 0..0,
+            big: Vec::new(),
+        }
+    }
+
+    /// Reads the next frame's body (at most `max` bytes). `read(buf, mid_frame)` reads from the stream into
+    /// `buf`; `mid_frame` says whether part of a frame has arrived already, so that the stream can give up with
+    /// `WouldBlock` or `TimedOut` if the rest does not come (reported as [`ReadError::Stalled`]).
+    pub(crate) fn next(
+        &mut self,
+        max: usize,
+        mut read: impl FnMut(&mut [u8], bool) -> io::Result<usize>,
+    ) -> Result<&[u8], ReadError> {
+        if self.big.capacity() > READ_BUFFER {
+            self.big = Vec::new();
+        }
+        while self.pending.len() < PREFIX {
+            self.compact(PREFIX);
+            let got = self.pending.len();
+            let end = self.pending.end;
+            let n = read_some(&mut read, &mut self.buf[end..], got > 0, got, PREFIX)?;
+            if n == 0 {
+                return Err(if got == 0 {
+                    ReadError::Eof
+                } else {
+                    ReadError::Io(io::ErrorKind::UnexpectedEof.into())
+                });
+            }
+            self.pending.end += n;
+        }
+        let start = self.pending.start;
+        let mut prefix = [0u8; PREFIX];
+        prefix.copy_from_slice(&self.buf[start..start + PREFIX]);
+        let len = u32::from_le_bytes(prefix) as usize;
+        if len > max {
+            return Err(ReadError::TooLarge(len));
+        }
+        let want = PREFIX + len;
+        if want <= self.buf.len() {
+            self.compact(want);
+            while self.pending.len() < want {
+                let (got, end) = (self.pending.len(), self.pending.end);
+                let n = read_some(&mut read, &mut self.buf[end..], true, got, want)?;
+                if n == 0 {
+                    return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                self.pending.end += n;
+            }
+            let body = self.pending.start + PREFIX..self.pending.start + want;
+            self.pending.start += want;
+            return Ok(&self.buf[body]);
+        }
+        // Too large for the buffer: read the body straight into a vector of its size.
+        let mut big = std::mem::take(&mut self.big);
+        big.clear();
+        big.try_reserve_exact(len)
+            .map_err(|_| ReadError::Io(io::ErrorKind::OutOfMemory.into()))?;
+        big.extend_from_slice(&self.buf[self.pending.start + PREFIX..self.pending.end]);
+        self.pending = 0..0;
+        let mut got = big.len();
+        big.resize(len, 0);
+        while got < len {
+            let n = read_some(&mut read, &mut big[got..], true, PREFIX + got, want)?;
+            if n == 0 {
+                return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            got += n;
+        }
+        self.big = big;
+        Ok(&self.big)
+    }
+
+    /// Makes room for `want` bytes from the start of the pending ones.
+    fn compact(&mut self, want: usize) {
+        if self.pending.is_empty() {
+            self.pending = 0..0;
+        } else if self.pending.start + want > self.buf.len() {
+            let len = self.pending.len();
+            self.buf.copy_within(self.pending.clone(), 0);
+            self.pending = 0..len;
+        }
+    }
+}
+
+/// One read, retried when interrupted; a give-up of the stream in the middle of a frame is a stall.
+fn read_some(
+    read: &mut impl FnMut(&mut [u8], bool) -> io::Result<usize>,
+    buf: &mut [u8],
+    mid_frame: bool,
+    got: usize,
+    want: usize,
+) -> Result<usize, ReadError> {
+    loop {
+        match read(buf, mid_frame) {
+            Ok(n) => return Ok(n),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error)
+                if mid_frame
+                    && matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return Err(ReadError::Stalled { got, want });
+            }
+            Err(error) => return Err(ReadError::Io(error)),
         }
     }
 }
@@ -256,5 +396,92 @@ mod tests {
         ));
         let big = FrameBuf::new(&vec![0u8; 100]).unwrap();
         assert_eq!(big.finish(10), Err(101));
+    }
+
+    /// Serves `bytes` a few at a time (`step`), then end of stream; or, with `stall`, `WouldBlock` where the bytes
+    /// end, as a stream with a read limit does.
+    fn chunks(
+        bytes: Vec<u8>,
+        step: usize,
+        stall: bool,
+    ) -> impl FnMut(&mut [u8], bool) -> io::Result<usize> {
+        let mut at = 0;
+        move |buf, _| {
+            if at == bytes.len() && stall {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = step.min(buf.len()).min(bytes.len() - at);
+            buf[..n].copy_from_slice(&bytes[at..at + n]);
+            at += n;
+            Ok(n)
+        }
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn frame_reader_reads_small_and_large_frames_in_pieces() {
+        let large: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut stream = frame(b"one");
+        stream.extend(frame(&large));
+        stream.extend(frame(b""));
+        stream.extend(frame(b"last"));
+        for step in [1, 3, 4096, 1 << 20] {
+            let mut reader = FrameReader::new();
+            let mut read = chunks(stream.clone(), step, false);
+            assert_eq!(reader.next(1 << 20, &mut read).unwrap(), b"one");
+            assert_eq!(reader.next(1 << 20, &mut read).unwrap(), &large[..]);
+            assert_eq!(reader.next(1 << 20, &mut read).unwrap(), b"");
+            assert_eq!(reader.next(1 << 20, &mut read).unwrap(), b"last");
+            assert!(matches!(
+                reader.next(1 << 20, &mut read),
+                Err(ReadError::Eof)
+            ));
+        }
+    }
+
+    #[test]
+    fn frame_reader_reports_stalls_and_truncation() {
+        // A header announcing 24 bytes, then 2: a stall in the middle of the frame.
+        let mut reader = FrameReader::new();
+        let mut read = chunks(vec![24, 0, 0, 0, 1, 2], 4, true);
+        assert!(matches!(
+            reader.next(1024, &mut read),
+            Err(ReadError::Stalled { got: 6, want: 28 })
+        ));
+        // Mid-prefix.
+        let mut reader = FrameReader::new();
+        let mut read = chunks(vec![24, 0], 4, true);
+        assert!(matches!(
+            reader.next(1024, &mut read),
+            Err(ReadError::Stalled { got: 2, want: 4 })
+        ));
+        // End of stream in the middle of a frame, and an oversized announcement.
+        assert!(matches!(
+            FrameReader::new().next(1024, chunks(vec![24, 0, 0, 0, 1], 4, false)),
+            Err(ReadError::Io(_))
+        ));
+        assert!(matches!(
+            FrameReader::new().next(10, chunks(frame(&[0; 11]), 64, false)),
+            Err(ReadError::TooLarge(11))
+        ));
+        // Waiting between frames is never a stall: the stream is told so.
+        let mut reader = FrameReader::new();
+        let mut mids = Vec::new();
+        let bytes = frame(b"ab");
+        let mut at = 0;
+        let read = |buf: &mut [u8], mid: bool| {
+            mids.push(mid);
+            let n = 1.min(bytes.len() - at);
+            buf[..n].copy_from_slice(&bytes[at..at + n]);
+            at += n;
+            Ok(n)
+        };
+        assert_eq!(reader.next(1024, read).unwrap(), b"ab");
+        assert_eq!(mids, [false, true, true, true, true, true]);
     }
 }

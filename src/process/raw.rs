@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::pool::{Config, InitCheck, Initializer, Job, Pending, Shared};
+use super::pending::{Deferred, Pending};
+use super::pool::{Config, InitCheck, Initializer, Job, Shared};
 use super::protocol::{Call, FrameBuf, Status};
 use super::registry::installed;
 use crate::Error;
@@ -60,15 +61,22 @@ impl Pending for RawPending {
         true
     }
 
-    fn finish(&self, _name: &str, status: Status, payload: &[u8]) {
+    // The callback only hands the outcome over (it runs no user code), so it runs here and defers nothing.
+    fn finish(&self, _name: &str, status: Status, payload: &[u8]) -> Option<Deferred> {
         self.settle(Ok((status, payload)));
+        None
     }
 
-    fn fail(&self, error: Error) {
+    fn fail(&self, error: Error) -> Option<Deferred> {
         self.settle(Err(error));
+        None
     }
 
     fn cancel(&self) {
+        self.settle(Err(Error::Cancelled));
+    }
+
+    fn cancel_started(&self) {
         self.settle(Err(Error::Cancelled));
     }
 }
@@ -102,6 +110,8 @@ impl RawPool {
             max_tasks_per_child: None,
             timeout: None,
             startup_timeout,
+            // As the process pool's default: a local worker that leaves a reply half-written this long is ended.
+            stall_timeout: Duration::from_secs(10),
             ahead,
             max_frame,
             initializer,
@@ -180,7 +190,7 @@ impl RawPool {
     /// [`Error::WorkerDied`]).
     pub(crate) fn kill(&self) {
         self.shared.close(true);
-        self.shared.signal_all(rustix::process::Signal::KILL);
+        self.shared.stop_all(false);
     }
 
     /// Stops accepting tasks and waits until every worker has exited and every task has settled.

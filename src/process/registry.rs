@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use super::Payload;
+use super::codec::Codec;
 use super::protocol::{FNV_START, FrameBuf, Identity, Status, fnv1a};
 use super::worker;
+use crate::Error;
 use crate::sync::OnceLock;
-use crate::{Error, Payload};
 
 /// Runs a registered function on an encoded argument (or chunk of arguments) and appends the encoded result to
 /// the frame; on failure the frame is left as it was and the failure is returned.
@@ -17,7 +19,10 @@ type Invoke = Box<dyn Fn(&[u8], bool, &mut FrameBuf) -> Status + Send + Sync>;
 /// One registered function.
 pub(crate) struct Entry {
     pub(crate) type_id: TypeId,
+    /// How the worker runs it.
     pub(crate) invoke: Invoke,
+    /// How a pool encodes its argument and decodes its result.
+    pub(crate) codec: Codec,
 }
 
 /// The functions a process pool's workers may run, registered by the program itself: a worker runs nothing else.
@@ -48,6 +53,7 @@ pub(crate) struct Entry {
 /// # Ok::<(), concurrent_futures::Error>(())
 /// ```
 #[must_use]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub struct Registry {
     entries: HashMap<&'static str, Entry>,
     error: Option<Error>,
@@ -182,6 +188,7 @@ impl Registry {
             Entry {
                 type_id: TypeId::of::<F>(),
                 invoke,
+                codec: Codec::new::<A, R>(name),
             },
         );
         self
@@ -199,7 +206,7 @@ impl Registry {
     /// invalid registry (see [`register`](Self::register)) is returned as an error and not installed, and a
     /// second install is [`Error::InvalidState`].
     pub fn serve(self) -> Result<(), Error> {
-        let worker = worker::invitation();
+        let worker = super::sys::invitation();
         if let Some(invitation) = worker {
             let installed = self.install();
             worker::run(invitation, installed)
@@ -230,6 +237,11 @@ impl Registry {
         let entry = match self.error {
             Some(error) => Err(error),
             None => Ok(Installed {
+                codecs: self
+                    .entries
+                    .values()
+                    .map(|entry| (entry.type_id, entry.codec))
+                    .collect(),
                 entries: self.entries,
                 identity,
             }),
@@ -245,7 +257,10 @@ impl Registry {
 
 /// The registry this process installed.
 pub(crate) struct Installed {
+    /// What a worker runs, by name.
     pub(crate) entries: HashMap<&'static str, Entry>,
+    /// What a pool sends, by the function's type.
+    pub(crate) codecs: HashMap<TypeId, Codec>,
     pub(crate) identity: Identity,
 }
 
@@ -342,6 +357,7 @@ fn run_caught<T>(f: impl FnOnce() -> T) -> Result<T, Status> {
 ///     Ok(())
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 #[macro_export]
 macro_rules! process_main {
     ($($task:expr),* $(,)?) => {

@@ -4,59 +4,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::BufReader;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
 
 use super::protocol::{
     Call, FrameBuf, Hello, Identity, MAGIC, ReadError, Reply, Status, VERSION, read_frame,
     write_frame,
 };
 use super::registry::Installed;
+use super::sys::{self, EXIT_PROTOCOL, Invitation};
 use crate::Error;
 use crate::sync::thread_local;
-
-/// The environment variable through which a pool invites the process it starts into worker mode:
-/// `{parent pid}:{socket fd}:{max frame size}:{token}`.
-pub(crate) const ENV: &str = "CONCURRENT_FUTURES_WORKER";
-
-/// Exit status of a worker that lost its protocol stream or received a malformed frame.
-const EXIT_PROTOCOL: i32 = 70;
-
-/// What the parent told a worker through [`ENV`].
-pub(crate) struct Invitation {
-    fd: RawFd,
-    max_frame: usize,
-    token: String,
-}
-
-/// This process's invitation into worker mode, if it has a valid one: the variable parses, names this
-/// process's parent, and its fd is an open socket. An inherited variable alone (a grandchild of a pool, say)
-/// never enters worker mode.
-pub(crate) fn invitation() -> Option<Invitation> {
-    let value = std::env::var(ENV).ok()?;
-    let mut parts = value.splitn(4, ':');
-    let parent: i32 = parts.next()?.parse().ok()?;
-    let fd: RawFd = parts.next()?.parse().ok()?;
-    let max_frame: usize = parts.next()?.parse().ok()?;
-    let token = parts.next()?.to_owned();
-    if fd < 3 || token.is_empty() {
-        return None;
-    }
-    if rustix::process::getppid().map(|p| p.as_raw_pid()) != Some(parent) {
-        return None;
-    }
-    // SAFETY: only borrowed for the `fstat` below, which fails cleanly (EBADF) if the fd is not open.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat = rustix::fs::fstat(borrowed).ok()?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
-        return None;
-    }
-    Some(Invitation {
-        fd,
-        max_frame,
-        token,
-    })
-}
 
 thread_local! {
     /// Whether this thread is running a task (so the panic hook records the location instead of printing).
@@ -103,14 +59,10 @@ pub(crate) fn install_panic_hook() {
 
 /// Serves tasks on the invitation's socket until the parent closes it, then exits the process.
 pub(crate) fn run(invitation: Invitation, installed: Result<&'static Installed, Error>) -> ! {
-    // SAFETY: `invitation()` checked that this fd is open and a socket; the parent passed it to this process for
-    // worker mode alone, and nothing else in it takes ownership of the fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(invitation.fd) };
-    // Tasks that start programs of their own must not hand them the protocol socket.
-    if rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).is_err() {
-        std::process::exit(EXIT_PROTOCOL);
-    }
-    let conn = UnixStream::from(fd);
+    let conn = match sys::connect(&invitation) {
+        Ok(conn) => conn,
+        Err(status) => std::process::exit(status),
+    };
     install_panic_hook();
 
     let (identity, registry_error) = match installed {

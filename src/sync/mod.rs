@@ -22,6 +22,7 @@ pub(crate) use std::sync::Arc;
 
 /// A process-wide value set once (the process pool's task registry). Statics cannot hold loom types, and the
 /// registry is installed before any pool thread exists, so it is `std::sync::OnceLock` in both builds.
+#[cfg(feature = "process")]
 pub(crate) use std::sync::OnceLock;
 
 /// A process-wide counter for default names (`ThreadPoolExecutor-{n}`). Nothing synchronises through it, so it

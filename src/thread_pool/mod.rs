@@ -11,7 +11,7 @@ use crate::map::{Map, Partial, batches};
 use crate::sync::{
     Arc, AtomicUsize, Condvar, Mutex, Ordering, PushError, Queue, RwLock, fence, mutant, thread,
 };
-use crate::{Error, Executor, Future, MapOptions, Payload};
+use crate::{Error, Executor, Future, MapOptions};
 pub(crate) use worker::current_worker_tag;
 
 type Job = Arc<dyn Runnable>;
@@ -751,8 +751,8 @@ impl Executor for ThreadPoolExecutor {
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
     {
         ThreadPoolExecutor::submit(self, move || f(arg))
     }
@@ -765,8 +765,8 @@ impl Executor for ThreadPoolExecutor {
     ) -> Result<Map<'a, R>, Error>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Payload,
-        R: Payload,
+        A: Send + 'static,
+        R: Send + Sync + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {

@@ -1,5 +1,6 @@
-//! Running an example program as a process, for the tests of the crawler and echo-server examples. Included by
-//! those two test files only (`#[path = "common/examples.rs"] mod examples;`), not through `mod common;`.
+//! Running an example program as a process, for the tests of the examples (crawler, echo server, folder copy,
+//! quickstart). Included by those test files only (`#[path = "common/examples.rs"] mod examples;`), not through
+//! `mod common;`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
