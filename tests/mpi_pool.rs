@@ -105,6 +105,11 @@ fn read_init(_: ()) -> u64 {
     INIT_VALUE.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Never registered.
+fn not_registered(x: u64) -> u64 {
+    x
+}
+
 /// Registered only by a rank 0 started with `--mismatch`: its workers register one task fewer.
 fn only_in_main(_: ()) {}
 
@@ -141,6 +146,32 @@ fn submit_result(mode: &Mode) -> Result<(), String> {
     // Through the trait, as generic code would.
     let generic = Executor::submit(&pool, square, 9).map_err(|e| e.to_string())?;
     check(generic.into_result() == Ok(81), || "trait submit".into())?;
+    let mapped: Vec<u64> =
+        Executor::map_with(&pool, square, 0..20u64, MapOptions::new().chunksize(3))
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+    check(
+        mapped == (0..20u64).map(|x| x * x).collect::<Vec<_>>(),
+        || "trait map".into(),
+    )?;
+    let unknown = Executor::submit(&pool, not_registered, 1);
+    check(matches!(unknown, Err(Error::UnknownTask(_))), || {
+        format!("{unknown:?}")
+    })?;
+    // A done-callback may submit to the pool and wait for that result: callbacks run on threads of their own,
+    // never on the MPI thread that delivers results.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = pool.clone();
+    pool.submit(square, 2)
+        .map_err(|e| e.to_string())?
+        .add_done_callback(move |_| {
+            let _ = tx.send(inner.submit(square, 3).and_then(|f| f.into_result()));
+        });
+    let nested = rx.recv_timeout(Duration::from_secs(300));
+    check(nested == Ok(Ok(9)), || {
+        format!("a callback's own task: {nested:?}")
+    })?;
     let workers = pool.workers();
     check(workers.len() == WORKERS, || format!("workers: {workers:?}"))?;
     // Every rank serves: with two in flight at once, both ranks get one.
