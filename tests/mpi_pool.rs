@@ -18,7 +18,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, Executor, MapOptions, MpiPoolExecutor, Registry};
+use concurrent_futures::{
+    Error, Executor, MapOptions, MpiPoolExecutor, ProcessPoolExecutor, Registry,
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tasks (registered in `main`)
@@ -539,8 +541,17 @@ fn sizes_and_guards(_: &Mode) -> Result<(), String> {
         .submit(thread_count, ())
         .map_err(|e| e.to_string())?
         .into_result();
-    check(threads == Ok(1), || {
-        format!("a local worker process has {threads:?} threads: MPI started there?")
+    // As many threads as a process-pool worker of a plain program (the launcher measured one): MPI would add its
+    // own.
+    let plain: usize = std::env::args()
+        .skip_while(|a| a != "--worker-threads")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or("no --worker-threads argument")?;
+    check(threads == Ok(plain), || {
+        format!(
+            "a local worker process has {threads:?} threads, a plain process-pool worker {plain}: MPI started there?"
+        )
     })
 }
 
@@ -737,13 +748,25 @@ fn launch(mut command: Command) -> (bool, String) {
     }
 }
 
+/// The threads of a process-pool worker of this (plain) program, for `sizes_and_guards`.
+static WORKER_THREADS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn worker_threads() -> &'static str {
+    WORKER_THREADS.get_or_init(|| {
+        let pool = ProcessPoolExecutor::new(1).expect("a process pool");
+        let threads = pool.submit(thread_count, ()).and_then(|f| f.into_result());
+        threads.map_or_else(|e| format!("unknown: {e}"), |n| n.to_string())
+    })
+}
+
 fn mpirun_command(exe: &Path, case: &str) -> Command {
     let mut command = Command::new("mpirun");
     command
         .args(MPIRUN_FLAGS)
         .args(["-n", "3"])
         .arg(exe)
-        .args(["--case", case, "--mode", "mpirun"]);
+        .args(["--case", case, "--mode", "mpirun"])
+        .args(["--worker-threads", worker_threads()]);
     command
 }
 
@@ -751,6 +774,7 @@ fn spawn_command(exe: &Path, case: &str) -> Command {
     let mut command = Command::new(exe);
     command
         .args(["--case", case, "--mode", "spawn"])
+        .args(["--worker-threads", worker_threads()])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_btl", "tcp,self")
