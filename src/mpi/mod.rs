@@ -73,8 +73,9 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// - Arguments of 2 GiB and more cannot be one MPI message: larger than `max_frame_size` (1 GiB by default, at
 ///   most 2 GiB - 4 KiB) is [`Error::Protocol`] on that task's future.
 /// - One task in flight per rank by default ([`tasks_per_rank`](MpiPoolBuilder::tasks_per_rank),
-///   [`tasks_ahead`](MpiPoolBuilder::tasks_ahead)): a queued task can be cancelled until it is sent. Idle waiting polls with a backoff capped at 1 ms (as mpi4py does), so an
-///   idle pool costs almost no CPU.
+///   [`tasks_ahead`](MpiPoolBuilder::tasks_ahead)): a queued task can be cancelled until it is sent. Waiting
+///   for messages polls with a backoff capped at 1 ms (as mpi4py's does), and the program's MPI thread sleeps
+///   when nothing is in flight, so an idle pool costs almost no CPU.
 ///
 /// # What stays fatal
 /// Open MPI 4 has no per-process fault tolerance: if a whole rank dies (killed, out of memory, its node lost)
