@@ -583,9 +583,11 @@ fn cpu_time() -> Duration {
 /// An idle pool costs almost no CPU in the program: its MPI thread waits without polling when nothing is in
 /// flight (also once the startup timeout has passed). This measures idleness itself, so it sleeps.
 fn idle_costs_no_cpu(_: &Mode) -> Result<(), String> {
+    // Long enough to start on saturated cores, short enough to wait out: the MPI thread once spun after it.
+    let startup = Duration::from_secs(30);
     let pool = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
-        .startup_timeout(Duration::from_secs(2))
+        .startup_timeout(startup)
         .build()
         .map_err(|e| e.to_string())?;
     check(
@@ -595,7 +597,8 @@ fn idle_costs_no_cpu(_: &Mode) -> Result<(), String> {
             == Ok(4),
         || "first task".into(),
     )?;
-    std::thread::sleep(Duration::from_millis(2500)); // past the startup timeout
+    // The startup deadline counts from before the first task's end: it has passed after this.
+    std::thread::sleep(startup + Duration::from_millis(500));
     let before = cpu_time();
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_time().saturating_sub(before);
