@@ -38,6 +38,9 @@ struct SharedRanks {
     busy: bool,
 }
 
+/// The most groups of spare spawned ranks kept at once.
+const MAX_SPARES: usize = 4;
+
 /// Spawned worker ranks whose pool is done: they wait, connected, for the next pool of the same size and spawn
 /// settings (spawning again and again is slow, and Open MPI 4's singleton can hang in a long series of spawns).
 struct Spare {
@@ -198,8 +201,12 @@ impl Manager {
                     self.runs.push(run);
                     return;
                 }
-                // Ranks of another size wait in vain: they leave before new ones start.
-                self.retire_spares();
+                // Spare ranks of other sizes stay for a pool of their size: a spawn after a disconnect is what
+                // hangs Open MPI 4's singleton (seen under load). Only past a few groups does the oldest leave.
+                if self.spares.len() >= MAX_SPARES {
+                    let oldest = self.spares.remove(0);
+                    self.retire(vec![oldest]);
+                }
                 let exe = match std::env::current_exe() {
                     Ok(exe) => exe,
                     Err(error) => {
@@ -567,6 +574,11 @@ impl Manager {
     /// Tells the spare spawned ranks to exit and disconnects them.
     fn retire_spares(&mut self) {
         let spares = std::mem::take(&mut self.spares);
+        self.retire(spares);
+    }
+
+    /// Tells `spares` to exit and disconnects them.
+    fn retire(&mut self, spares: Vec<Spare>) {
         if spares.is_empty() {
             return;
         }

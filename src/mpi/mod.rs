@@ -51,8 +51,9 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 ///   [`process_main!`](crate::process_main) and serve rank 0's pool (N-1 workers, or fewer with `max_workers`).
 /// - **Spawn**: a program started normally (or by `mpirun -n 1`) spawns `max_workers` worker ranks with
 ///   `MPI_Comm_spawn` (the same executable, with a marker argument). After the pool's shutdown they stay
-///   connected and idle, and serve the program's next pool of the same size (spawning again is slow); they leave
-///   when the program exits.
+///   connected and idle, and serve the program's next pool of the same size (spawning again is slow, and a spawn
+///   after a disconnect can hang Open MPI 4); up to 4 such groups of different sizes wait; they leave when the
+///   program exits.
 ///
 /// MPI is initialised only in a process started by an MPI launcher, or spawned as a worker, or when the program
 /// builds its first pool; never in a program that does not use one.
