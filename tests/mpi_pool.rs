@@ -128,8 +128,17 @@ enum Mode {
 
 const WORKERS: usize = 2;
 
+/// How long the test's pools give their ranks to start (spawning on saturated cores can take over a minute).
+const STARTUP: Duration = Duration::from_secs(300);
+
+/// A pool of `WORKERS` ranks, given 5 minutes to start (spawning on saturated cores can take over a minute).
 fn pool() -> Result<MpiPoolExecutor, String> {
-    MpiPoolExecutor::new(WORKERS).map_err(|e| format!("build: {e}"))
+    MpiPoolExecutor::builder()
+        .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
+        .startup_timeout(STARTUP)
+        .build()
+        .map_err(|e| format!("build: {e}"))
 }
 
 fn check(condition: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -235,6 +244,7 @@ fn map_order(_: &Mode) -> Result<(), String> {
     // With tasks sent ahead to busy ranks, the order holds too.
     let ahead = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
         .tasks_ahead(2)
         .build()
         .map_err(|e| e.to_string())?;
@@ -333,6 +343,7 @@ fn crash_isolated(_: &Mode) -> Result<(), String> {
 fn initializer(_: &Mode) -> Result<(), String> {
     let good = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
         .initializer(init_ok, 42)
         .build()
         .map_err(|e| e.to_string())?;
@@ -348,6 +359,7 @@ fn initializer(_: &Mode) -> Result<(), String> {
 
     let bad = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
         .initializer(init_fail, 3)
         .build()
         .map_err(|e| e.to_string())?;
@@ -474,6 +486,7 @@ fn in_rank_mode(_: &Mode) -> Result<(), String> {
     })?;
     let pool = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
         .isolate(false)
         .initializer(init_ok, 7)
         .build()
@@ -508,6 +521,7 @@ fn sizes_and_guards(_: &Mode) -> Result<(), String> {
     )?;
     let pool = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
         .max_frame_size(64 * 1024)
         .build()
         .map_err(|e| e.to_string())?;
@@ -587,6 +601,7 @@ fn idle_costs_no_cpu(_: &Mode) -> Result<(), String> {
     let startup = Duration::from_secs(30);
     let pool = MpiPoolExecutor::builder()
         .max_workers(WORKERS)
+        .startup_timeout(STARTUP)
         .startup_timeout(startup)
         .build()
         .map_err(|e| e.to_string())?;

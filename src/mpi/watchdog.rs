@@ -1,8 +1,8 @@
 //! A watchdog for the MPI calls that block the MPI thread (`MPI_Comm_spawn`, `MPI_Comm_disconnect`): MPI offers
 //! no timeout for them, and Open MPI 4 can hang in them. If one has not returned in time, every pool of the
 //! program is broken with an error saying so: queued tasks and later submits fail, `shutdown(true)` returns,
-//! and no new pool can be built (the MPI thread is stuck, so nothing would ever run). Tasks already on a rank
-//! stay pending: only the stuck thread could hear of them.
+//! and no new pool can be built while the call has not returned (the MPI thread is stuck, so nothing would run).
+//! Tasks already on a rank stay pending: only the stuck thread could hear of them.
 
 use std::time::{Duration, Instant};
 
@@ -62,9 +62,14 @@ impl Watchdog {
         self.changed.notify_all();
     }
 
-    /// The blocking call returned.
+    /// The blocking call returned. If it was declared stuck, MPI works again: later pools may be built (the
+    /// pools it broke stay broken).
     pub(crate) fn leave(&self) {
-        self.state.lock().call = None;
+        let mut state = self.state.lock();
+        state.call = None;
+        if let Some(error) = state.broken.take() {
+            log::warn!(target: "concurrent_futures", "the MPI call was late, not stuck: new pools can be built again (after: {error})");
+        }
         self.changed.notify_all();
     }
 
@@ -87,13 +92,15 @@ impl Watchdog {
                     };
                     log::error!(target: "concurrent_futures", "{error}");
                     state.broken = Some(error.clone());
+                    // Fired once per call: `leave` clears it when (if) the call returns.
+                    state.call = None;
                     let pools = std::mem::take(&mut state.pools);
                     drop(state);
                     for pool in pools {
                         pool.break_with(error.clone());
                         pool.set_finished();
                     }
-                    return;
+                    state = self.state.lock();
                 }
             }
         }
