@@ -177,6 +177,8 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(all(feature = "mpi", unix))]
+mod mpi;
 #[cfg(feature = "process")]
 mod process;
 #[cfg(not(feature = "process"))]
@@ -187,6 +189,8 @@ mod thread_pool;
 mod unwind;
 mod wait;
 
+#[cfg(all(feature = "mpi", unix))]
+pub use crate::mpi::{MpiPoolBuilder, MpiPoolExecutor, WorkerRank};
 // `process::*` is empty without the feature.
 #[cfg_attr(not(feature = "process"), allow(unused_imports))]
 pub use crate::{

@@ -15,10 +15,13 @@
 //! 3. `map` over 1,000,000 items with and without `buffersize`, and with `chunksize`;
 //! 4. done-callback latency;
 //! 5. bytes per pending future (a fresh child process per figure);
-//! 6. the process pool against Python's.
+//! 6. the process pool against Python's;
+//! 7. with `--features mpi` (run by `bench/run-mpi`): the MPI pool against mpi4py.futures.
 
 mod machine;
 mod memory;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod ours;
 mod peers;
 mod process;
@@ -211,6 +214,15 @@ fn main() {
         eprint!("workload 6 ");
         let (submit, map) = process_sections(cfg);
         targets.extend(process_targets(&submit, &map));
+        sections.push(submit);
+        sections.push(map);
+    }
+
+    #[cfg(feature = "mpi")]
+    if wanted(7) {
+        eprint!("workload 7 ");
+        let (submit, map) = mpi::sections(cfg);
+        targets.extend(mpi::targets(&submit, &map));
         sections.push(submit);
         sections.push(map);
     }

@@ -22,10 +22,25 @@ mod manager;
 mod pending;
 mod pool;
 mod protocol;
+#[cfg(feature = "mpi")]
+mod raw;
 mod reader;
 mod registry;
 mod sys;
 mod worker;
+
+// What the MPI pool (`crate::mpi`) reuses: the task registry and its codecs, the payload statuses, the pending
+// futures and their callback threads, and the raw submission its worker ranks run tasks through.
+#[cfg(feature = "mpi")]
+pub(crate) use self::{
+    callbacks::Callbacks,
+    pending::Deferred,
+    protocol::{Call, FrameBuf, PREFIX as FRAME_PREFIX, Status},
+    raw::{RawInit, RawOutcome, RawPool},
+    registry::{Installed, installed},
+    sys::ENV as WORKER_ENV,
+    worker::install_panic_hook,
+};
 
 use std::any::Any;
 use std::fmt;
@@ -35,8 +50,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use self::builder::ProcessPoolBuilder;
-use self::codec::{Codec, codec_of};
-use self::pending::{Chunked, Erased, Pending, Typed};
+pub(crate) use self::codec::{Codec, codec_of};
+pub(crate) use self::pending::Pending;
+use self::pending::{Chunked, Erased, Typed};
 use self::pool::{Job, Shared};
 pub use self::registry::Registry;
 use crate::future::Promise;
@@ -501,20 +517,23 @@ impl Executor for ProcessPoolExecutor {
 }
 
 /// Wraps a task's future (its producer side) in what completes it from the worker's reply.
-type MakePending<T> = fn(Promise<T>, &'static Codec) -> Box<dyn Pending>;
+pub(crate) type MakePending<T> = fn(Promise<T>, &'static Codec) -> Box<dyn Pending>;
 
 /// A single result, decoded with `R`'s own serde impl.
-fn typed<R: Payload>(promise: Promise<R>, _: &'static Codec) -> Box<dyn Pending> {
+pub(crate) fn typed<R: Payload>(promise: Promise<R>, _: &'static Codec) -> Box<dyn Pending> {
     Box::new(Typed(promise))
 }
 
 /// A chunk's reply, decoded with `R`'s own serde impl.
-fn chunked<R: Payload>(promise: Promise<Partial<R>>, _: &'static Codec) -> Box<dyn Pending> {
+pub(crate) fn chunked<R: Payload>(
+    promise: Promise<Partial<R>>,
+    _: &'static Codec,
+) -> Box<dyn Pending> {
     Box::new(Chunked(promise))
 }
 
 /// A single result, decoded by the function's codec.
-fn erased<R: Send + Sync + 'static>(
+pub(crate) fn erased<R: Send + Sync + 'static>(
     promise: Promise<R>,
     codec: &'static Codec,
 ) -> Box<dyn Pending> {
@@ -525,7 +544,7 @@ fn erased<R: Send + Sync + 'static>(
 }
 
 /// A chunk's reply, decoded by the function's codec.
-fn erased_chunk<R: Send + Sync + 'static>(
+pub(crate) fn erased_chunk<R: Send + Sync + 'static>(
     promise: Promise<Partial<R>>,
     codec: &'static Codec,
 ) -> Box<dyn Pending> {

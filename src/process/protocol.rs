@@ -22,7 +22,7 @@ pub(crate) const VERSION: u32 = 2;
 pub(crate) const DEFAULT_MAX_FRAME: usize = 1 << 30;
 
 /// Bytes of the length prefix.
-const PREFIX: usize = 4;
+pub(crate) const PREFIX: usize = 4;
 
 /// A task for a worker; the argument follows in the frame.
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,6 +142,12 @@ impl FrameBuf {
             self.bytes.truncate(before);
         }
         result
+    }
+
+    /// Appends bytes encoded elsewhere (an argument the MPI pool received already encoded).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn extend(&mut self, encoded: &[u8]) {
+        self.bytes.extend_from_slice(encoded);
     }
 
     /// Cuts the frame back to `len` bytes (undoing pushes).

@@ -211,10 +211,24 @@ impl Registry {
             let installed = self.install();
             worker::run(invitation, installed)
         }
+        #[cfg(feature = "mpi")]
+        {
+            let role = crate::mpi::role();
+            if matches!(
+                role,
+                crate::mpi::Role::WorkerRank | crate::mpi::Role::Spawned
+            ) {
+                let installed = self.install();
+                crate::mpi::serve_rank(installed, role)
+            }
+        }
         if let Some(error) = self.error {
             return Err(error);
         }
-        self.install().map(|_| ())
+        self.install()?;
+        #[cfg(feature = "mpi")]
+        crate::mpi::main_started()?;
+        Ok(())
     }
 
     /// Installs the registry process-wide (an invalid one as its error, so pools report it).

@@ -38,7 +38,7 @@ pub(crate) fn leave_task(outer: bool) -> Option<String> {
 
 /// Installs the worker's panic hook: a panic inside a task is recorded (message and location travel to the
 /// parent as the task's error); any other panic goes to the previous hook.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if IN_TASK.with(Cell::get) {
