@@ -1,6 +1,7 @@
 //! Windows: a worker is the current executable started in worker mode, connected back to the pool over a
 //! loopback TCP connection and authenticated by the pool's token in its hello; the pool's processes belong to a
-//! job object that kills them when the pool's process dies.
+//! job object that kills them when the pool's process dies, and each worker also watches its parent process and
+//! exits when it ends (a second line of defence, as the lifeline pipe is on Unix).
 //!
 //! Why TCP and not inherited pipes: a handle made inheritable for one child is inherited by any process another
 //! thread starts at the same moment (std serialises only its own spawns, and does not let a caller restrict the
@@ -28,12 +29,17 @@ use windows_sys::Win32::System::JobObjects::{
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
     SetInformationJobObject,
 };
-use windows_sys::Win32::System::Threading::{INFINITE, TerminateProcess, WaitForSingleObject};
+use windows_sys::Win32::System::Threading::{
+    INFINITE, OpenProcess, PROCESS_SYNCHRONIZE, TerminateProcess, WaitForSingleObject,
+};
 
 use super::ENV;
 
 /// The stream a pool and a worker exchange frames over.
 pub(crate) type Stream = TcpStream;
+
+/// Exit status of a worker whose pool's process died (as on Unix).
+const EXIT_ORPHANED: i32 = 71;
 
 /// The exit status the pool gives a worker it kills (`kill_workers`, a timeout, a broken protocol).
 const KILLED: u32 = 0xC000_0000 | 0x0CF_9009;
@@ -270,6 +276,7 @@ fn status_name(code: u32) -> Option<&'static str> {
 
 /// What the pool told a worker through [`ENV`]: `{parent pid}:{port}:{max frame}:{token}`.
 pub(crate) struct Invitation {
+    parent: u32,
     port: u16,
     pub(crate) max_frame: usize,
     pub(crate) token: String,
@@ -288,6 +295,7 @@ pub(crate) fn invitation() -> Option<Invitation> {
         return None;
     }
     Some(Invitation {
+        parent,
         port,
         max_frame,
         token,
@@ -321,9 +329,30 @@ fn parent_pid() -> Option<u32> {
     }
 }
 
-/// Connects to the pool. `Err` with an exit status if this process cannot serve. (No lifeline: the job object
-/// ends this process with the pool's.)
+/// Connects to the pool, and starts the thread that ends this process when the pool's process ends. The job
+/// object does that already; under Wine, whose job objects do not always kill a job's processes when its last
+/// handle closes with a killed process, and wherever a job cannot be assigned, this thread is what does. `Err`
+/// with an exit status if this process cannot serve.
 pub(crate) fn connect(invitation: &Invitation) -> Result<Stream, i32> {
+    // SAFETY: OpenProcess takes no pointers; a null result is checked, and the handle is owned below.
+    let parent = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, invitation.parent) };
+    if parent.is_null() {
+        // The pool's process is already gone.
+        return Err(EXIT_ORPHANED);
+    }
+    // SAFETY: a valid process handle that nothing else owns.
+    let parent: OwnedHandle = unsafe {
+        <OwnedHandle as std::os::windows::io::FromRawHandle>::from_raw_handle(parent.cast())
+    };
+    std::thread::Builder::new()
+        .name("concurrent-futures-lifeline".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // SAFETY: the handle stays open (owned by this closure) for the whole wait.
+            unsafe { WaitForSingleObject(parent.as_raw_handle() as HANDLE, INFINITE) };
+            std::process::exit(EXIT_ORPHANED);
+        })
+        .map_err(|_| super::EXIT_PROTOCOL)?;
     let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, invitation.port))
         .map_err(|_| super::EXIT_PROTOCOL)?;
     stream.set_nodelay(true).map_err(|_| super::EXIT_PROTOCOL)?;
