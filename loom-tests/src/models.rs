@@ -406,3 +406,26 @@ pub fn callback_blocks_on_new_task() {
     assert_eq!(a.into_result(), Ok(1));
     pool.shutdown(true);
 }
+
+/// Model 15: A task submitted from inside the pool goes to its worker's own queue (issue 14); it must still reach
+/// the other worker. X holds one worker until the main thread releases it; A, on the other worker, submits B to
+/// its own queue and blocks until B runs (a channel, so A's thread cannot run B). The first worker must take B,
+/// whether it is still busy with X when B is pushed (it finds B when X ends) or already idle and asleep (the push
+/// must wake it). Loom reports a deadlock if B is left in A's queue.
+pub fn local_push_reaches_other_worker() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (go_tx, go_rx) = loom::sync::mpsc::channel::<()>();
+    let x = pool.submit(move || go_rx.recv().unwrap()).unwrap();
+    let p = pool.clone();
+    let (tx, rx) = loom::sync::mpsc::channel::<u8>();
+    let a = pool
+        .submit(move || {
+            drop(p.submit(move || tx.send(7).unwrap()).unwrap());
+            rx.recv().unwrap()
+        })
+        .unwrap();
+    go_tx.send(()).unwrap();
+    assert_eq!(a.into_result(), Ok(7));
+    pool.shutdown(true);
+    assert_eq!(x.result_timeout(std::time::Duration::ZERO), Ok(&()));
+}

@@ -140,3 +140,12 @@ fn model_14_callback_blocks_on_new_task() {
         models::callback_blocks_on_new_task,
     );
 }
+
+#[test]
+fn model_15_local_push_reaches_other_worker() {
+    model_capped(
+        "15 a task pushed to a worker's own queue reaches the other worker",
+        LARGE_MODEL_BOUND,
+        models::local_push_reaches_other_worker,
+    );
+}

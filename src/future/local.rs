@@ -29,11 +29,46 @@ pub(crate) fn max_identity() -> usize {
 pub(crate) trait LocalExecutor: Send + Sync {
     /// Whether a task recorded with `owner` belongs to this executor, so that this thread may run it.
     fn owns(&self, owner: usize) -> bool;
+
+    /// Runs one of the executor's queued tasks on the calling thread, which waits on one of its futures;
+    /// `true` if it ran one. The default runs nothing.
+    fn help(&self) -> bool {
+        false
+    }
 }
+
+/// How deep waits may nest tasks they run for others on one thread's stack (see [`help`]). Running the awaited
+/// task itself is not counted: that is the program's own recursion.
+const MAX_HELP_DEPTH: usize = 32;
 
 thread_local! {
     #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
     static CURRENT: RefCell<Option<Arc<dyn LocalExecutor>>> = RefCell::new(None);
+    #[allow(clippy::missing_const_for_thread_local)]
+    static HELP_DEPTH: std::cell::Cell<usize> = std::cell::Cell::new(0);
+}
+
+/// The calling thread waits on a future of the executor it works for: runs one of that executor's queued tasks
+/// meanwhile ([`LocalExecutor::help`]); `true` if it ran one. Nothing past [`MAX_HELP_DEPTH`] nested helps.
+pub(crate) fn help() -> bool {
+    let depth = HELP_DEPTH.try_with(|d| d.get()).unwrap_or(MAX_HELP_DEPTH);
+    if depth >= MAX_HELP_DEPTH {
+        return false;
+    }
+    // The executor is borrowed (not cloned) while the task runs: nothing but `enter` and its guard, at the start
+    // and end of the thread's work, borrows it mutably.
+    CURRENT
+        .try_with(|current| {
+            let current = current.borrow();
+            let Some(executor) = current.as_ref() else {
+                return false;
+            };
+            HELP_DEPTH.with(|d| d.set(depth + 1));
+            let ran = executor.help();
+            HELP_DEPTH.with(|d| d.set(depth));
+            ran
+        })
+        .unwrap_or(false)
 }
 
 /// Installs `executor` as the calling thread's executor until the returned guard is dropped.
@@ -51,18 +86,6 @@ impl Drop for Entered {
         let executor = CURRENT.try_with(|current| current.borrow_mut().take());
         drop(executor);
     }
-}
-
-/// Whether the calling thread works for `executor` (by identity of the object, so even one with no task identity).
-pub(crate) fn is_current(executor: &dyn LocalExecutor) -> bool {
-    CURRENT
-        .try_with(|current| {
-            current
-                .borrow()
-                .as_ref()
-                .is_some_and(|e| std::ptr::addr_eq(Arc::as_ptr(e), executor))
-        })
-        .unwrap_or(false)
 }
 
 /// Whether the calling thread works for an executor.

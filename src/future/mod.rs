@@ -198,7 +198,7 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// never does (the task could take longer than the deadline allows).
     pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let core = self.core();
-        if is_done(core.load()) || (deadline.is_none() && self.run_here_if_mine()) {
+        if is_done(core.load()) || (deadline.is_none() && self.work_until_done()) {
             return true;
         }
         // Spin briefly first: a task that is about to finish is cheaper to wait for than to sleep on.
@@ -221,6 +221,24 @@ impl<T: Send + Sync + 'static> Future<T> {
         }
         core.unregister(&waiter);
         is_done(core.load())
+    }
+
+    /// On a worker of the executor this task belongs to: runs the executor's queued tasks (see
+    /// [`local::help`]) until this one is done, then this one itself if nobody started it; `true` if it is done.
+    /// Elsewhere, `false` at once.
+    fn work_until_done(&self) -> bool {
+        if !local::owns(self.cell.owner()) {
+            return false;
+        }
+        loop {
+            if is_done(self.core().load()) {
+                return true;
+            }
+            if !local::help() {
+                break;
+            }
+        }
+        self.run_here_if_mine()
     }
 
     /// If the calling thread works for the executor this task belongs to and the task has not started, runs it

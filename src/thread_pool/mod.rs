@@ -1,12 +1,13 @@
 //! [`ThreadPoolExecutor`]: Python's thread pool, plus a bounded queue and panics returned as errors.
 
+mod local_queue;
 mod worker;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::future::deadline_after;
-use crate::future::local::{self, LocalExecutor};
+use crate::future::local;
 use crate::future::{Runnable, Task};
 use crate::map::{Map, Partial, batches};
 use crate::sync::{
@@ -28,7 +29,12 @@ fn default_max_workers() -> usize {
 
 /// The state shared by the pool's handles and its workers.
 pub(crate) struct Shared {
+    /// Tasks submitted from outside the pool, in submission order.
     queue: Queue<Job>,
+    /// Each worker's own queue of the tasks it submitted (see `local_queue.rs`).
+    locals: local_queue::Locals,
+    /// Whether a worker waiting on a future of this pool runs the pool's fan-out tasks meanwhile.
+    work_while_waiting: bool,
     /// Orders submits (readers) before shutdown (the writer): once `closed` is set under the write lock, no push
     /// is in flight and none will start, so closing the queue afterwards strands nothing.
     gate: RwLock<Gate>,
@@ -83,12 +89,6 @@ struct Workers {
     threads: Vec<thread::JoinHandle<()>>,
 }
 
-impl LocalExecutor for Shared {
-    fn owns(&self, owner: usize) -> bool {
-        owner != 0 && owner == self.identity
-    }
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
         // No task of this pool is pending any more (each sat in the queue this drops with it, drained), so another
@@ -133,7 +133,14 @@ impl Shared {
         self.demand.load(Ordering::Relaxed) as isize
     }
 
+    /// Queues a task: in the calling worker's own queue if it is one of this pool's threads, else in the shared
+    /// queue (waiting there while a bounded queue is full, if `block`).
     fn enqueue(self: &Arc<Self>, job: Job, block: bool) -> Result<(), Error> {
+        let job = match worker::push_local(self, job) {
+            worker::LocalPush::Pushed => return Ok(()),
+            worker::LocalPush::Refused => return Err(self.refusal()),
+            worker::LocalPush::NotAWorker(job) => job,
+        };
         let gate = self.gate.read();
         if gate.closed {
             return Err(self.refusal());
@@ -172,6 +179,25 @@ impl Shared {
         }
         drop(gate);
         pushed
+    }
+
+    /// A worker pushed a task to its own queue: count it, and get a thread to it if the pusher does not come back
+    /// for it: an idle thread is woken (it steals the task), or, with none idle, a thread starts if fewer than
+    /// `max_workers` run. The push comes first, so the thread that is woken or started finds the task.
+    ///
+    /// Happens-before: the push (under its queue's lock) precedes this read-modify-write of the demand; an idle
+    /// worker counts itself idle (its own read-modify-write) before it looks in the queues. Whichever comes second
+    /// sees the other: the idle worker finds the task, or this call sees the worker idle and nudges it.
+    fn after_local_push(self: &Arc<Self>) {
+        if self.add_demand(1) > 0 {
+            if let Err(error) = self.start_for_demand() {
+                // The pusher is a worker, so the task still runs (at the latest when the pusher is free).
+                log::warn!(target: "concurrent_futures", "could not start another worker thread: {error}");
+            }
+        } else if !mutant("no_nudge") {
+            // (Mutant: counts the task but wakes no idle thread, so it waits for its pusher.)
+            self.queue.nudge(1);
+        }
     }
 
     /// Starts a thread for a demand above 0, if fewer than `max_workers` run; `Ok(false)` if none started.
@@ -231,8 +257,13 @@ impl Shared {
             self.queue.close_push();
         }
         self.gate.write().closed = true;
+        // Workers' own queues refuse later pushes; their owners run what they hold, unless it is cancelled here.
+        let local = self.locals.close(cancel);
         if cancel {
-            while let Some(job) = self.queue.try_pop() {
+            for job in local
+                .into_iter()
+                .chain(std::iter::from_fn(|| self.queue.try_pop()))
+            {
                 // Taken off the backlog by this thread, which is no worker.
                 self.add_demand(-1);
                 unwind::quietly("cancelling a queued task", || job.cancel());
@@ -246,7 +277,11 @@ impl Shared {
         self.broken.lock().get_or_insert_with(|| reason.clone());
         self.queue.close_push();
         self.gate.write().closed = true;
-        while let Some(job) = self.queue.try_pop() {
+        let local = self.locals.close(true);
+        for job in local
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.queue.try_pop()))
+        {
             self.add_demand(-1);
             let error = Error::Broken {
                 reason: reason.clone(),
@@ -321,7 +356,7 @@ impl Shared {
 
     /// Waits for every worker to exit (but the calling thread, if it is one of them) and reaps the threads.
     fn join_workers(&self) {
-        let on_worker = crate::future::local::is_current(self);
+        let on_worker = worker::is_worker_of(self);
         let me = thread::current_id();
         let mut workers = self.workers.lock();
         let others = if on_worker { 1 } else { 0 };
@@ -386,6 +421,7 @@ pub struct ThreadPoolBuilder {
     thread_name_prefix: Option<String>,
     initializer: Option<Initializer>,
     queue_bound: Option<usize>,
+    work_while_waiting: bool,
     min_workers: usize,
     idle_timeout: Option<Duration>,
 }
@@ -397,6 +433,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name_prefix", &self.thread_name_prefix)
             .field("initializer", &self.initializer.is_some())
             .field("queue_bound", &self.queue_bound)
+            .field("work_while_waiting", &self.work_while_waiting)
             .field("min_workers", &self.min_workers)
             .field("idle_timeout", &self.idle_timeout)
             .finish()
@@ -454,8 +491,25 @@ impl ThreadPoolBuilder {
 
     /// Bounds the queue of tasks waiting for a thread: `submit` then waits while it is full, and `try_submit`
     /// fails with [`Error::Full`]. Unbounded by default (as in Python). Must be at least 1.
+    ///
+    /// The bound holds back submits from outside the pool. A task submitted from inside one of the pool's own
+    /// tasks goes to its worker's own queue, which is not bounded: a worker never waits on its own pool's queue.
     pub fn queue_bound(mut self, bound: usize) -> Self {
         self.queue_bound = Some(bound);
+        self
+    }
+
+    /// Whether a worker that waits on a future of its own pool (`result()`, `into_result()`, `.await` by
+    /// `block_on`) runs the pool's queued fan-out work meanwhile instead of sleeping (default `true`).
+    ///
+    /// Either way, a waiting worker runs the task it waits for itself if no thread has started it, so nested
+    /// waits cannot deadlock. With `true` it also runs other tasks that the pool's own tasks submitted (never
+    /// tasks submitted from outside the pool), as rayon and Java's fork-join pools do: recursive fan-out then
+    /// keeps every thread busy. The price: the waiting task resumes only once the task it picked up returns. If
+    /// your tasks submit subtasks that block on something their submitter does after its wait (a channel, a
+    /// lock), set `false`: then a waiting worker runs only the task it waits for.
+    pub fn work_while_waiting(mut self, work: bool) -> Self {
+        self.work_while_waiting = work;
         self
     }
 
@@ -486,6 +540,8 @@ impl ThreadPoolBuilder {
         Ok(ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 queue: Queue::new(self.queue_bound),
+                locals: local_queue::Locals::default(),
+                work_while_waiting: self.work_while_waiting,
                 gate: RwLock::new(Gate { closed: false }),
                 broken: Mutex::new(None),
                 max_workers: AtomicUsize::new(max_workers),
@@ -527,6 +583,7 @@ impl ThreadPoolExecutor {
             queue_bound: None,
             min_workers: 0,
             idle_timeout: None,
+            work_while_waiting: true,
         }
     }
 
@@ -738,7 +795,7 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn queued(&self) -> usize {
-        self.shared.queue.len()
+        self.shared.queue.len() + self.shared.locals.len()
     }
 
     /// How many worker threads are alive (threads start lazily, so 0 before the first submit).
@@ -765,7 +822,7 @@ impl ThreadPoolExecutor {
     pub fn idle_workers(&self) -> usize {
         // Idle threads are the backlog minus the demand (see `Shared::add_demand`); the queue holds the backlog
         // but for submits between counting their job and pushing it, so this can briefly read low.
-        let backlog = self.shared.queue.len() as isize;
+        let backlog = self.queued() as isize;
         usize::try_from(backlog.saturating_sub(self.shared.demand())).unwrap_or(0)
     }
 }
@@ -805,7 +862,7 @@ impl fmt::Debug for ThreadPoolExecutor {
         f.debug_struct("ThreadPoolExecutor")
             .field("max_workers", &self.max_workers())
             .field("threads", &workers.alive)
-            .field("queued", &self.shared.queue.len())
+            .field("queued", &self.queued())
             .field("shutdown", &self.shared.gate.read().closed)
             .finish()
     }

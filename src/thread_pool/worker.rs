@@ -1,12 +1,118 @@
 //! The loop each worker thread of a [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) runs.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-use super::{Retire, Shared};
+use super::local_queue::{Closed, LocalQueue};
+use super::{Job, Retire, Shared};
 use crate::future::RunHooks;
 use crate::future::local::{self, LocalExecutor};
-use crate::sync::{Arc, Ordering, Pop, mutant, thread};
+use crate::sync::{Arc, AtomicUsize, Ordering, Pop, mutant, thread, thread_local};
 use crate::unwind;
+
+/// What the pool knows of one of its worker threads while it runs: its own queue (see `local_queue.rs`), and the
+/// executor hook through which a wait on this thread runs the pool's queued work.
+pub(super) struct Worker {
+    shared: Arc<Shared>,
+    queue: Arc<LocalQueue>,
+    /// Where this worker starts looking when it steals (its rank at start, so thieves spread over the queues).
+    steal_from: usize,
+    /// Tasks this worker ran while it waited on a future (added to `shared.completed` with its other tasks).
+    helped: AtomicUsize,
+}
+
+thread_local! {
+    #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
+    static WORKER: RefCell<Option<Arc<Worker>>> = RefCell::new(None);
+}
+
+/// What [`push_local`] did with a task.
+pub(super) enum LocalPush {
+    /// It is in the calling worker's own queue.
+    Pushed,
+    /// The calling thread is a worker of this pool, which is shut down.
+    Refused,
+    /// The calling thread is no worker of this pool: the task goes to the shared queue.
+    NotAWorker(Job),
+}
+
+/// A task submitted from one of the pool's own threads goes to that thread's queue.
+pub(super) fn push_local(shared: &Arc<Shared>, job: Job) -> LocalPush {
+    WORKER
+        .try_with(|worker| match &*worker.borrow() {
+            Some(worker) if Arc::ptr_eq(&worker.shared, shared) => match worker.queue.push(job) {
+                Ok(()) => {
+                    shared.after_local_push();
+                    LocalPush::Pushed
+                }
+                Err(Closed(job)) => {
+                    unwind::drop_quietly("a refused task", job);
+                    LocalPush::Refused
+                }
+            },
+            _ => LocalPush::NotAWorker(job),
+        })
+        .unwrap_or_else(|_| unreachable!("a submit runs while its thread's locals are alive"))
+}
+
+/// Whether the calling thread is one of `shared`'s workers.
+pub(super) fn is_worker_of(shared: &Shared) -> bool {
+    WORKER
+        .try_with(|worker| {
+            worker
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| std::ptr::eq(Arc::as_ptr(&w.shared), shared))
+        })
+        .unwrap_or(false)
+}
+
+impl Worker {
+    /// The next task for this worker when it is free: its own newest, else the shared queue's oldest (Python's
+    /// order for tasks from outside), else one stolen from another worker.
+    fn find_job(&self) -> Option<Job> {
+        self.queue
+            .pop()
+            .or_else(|| self.shared.queue.try_pop())
+            .or_else(|| self.shared.locals.steal(Some(&self.queue), self.steal_from))
+    }
+}
+
+impl LocalExecutor for Worker {
+    fn owns(&self, owner: usize) -> bool {
+        owner != 0 && owner == self.shared.identity
+    }
+
+    fn help(&self) -> bool {
+        // (Mutant: a waiting worker runs nothing, neither the task it waits for nor others.)
+        if !self.shared.work_while_waiting || mutant("no_claim") {
+            return false;
+        }
+        // Only tasks submitted from inside the pool (workers' own queues), never the shared queue: those are the
+        // fan-out's subtasks, not the unrelated work of outside producers.
+        let Some(job) = self
+            .queue
+            .pop()
+            .or_else(|| self.shared.locals.steal(Some(&self.queue), self.steal_from))
+        else {
+            return false;
+        };
+        // A busy thread took a task off the backlog.
+        self.shared.add_demand(-1);
+        if unwind::quietly("a task's cleanup", || job.run(&Busy)).unwrap_or(true) {
+            // ORDERING: Relaxed: a statistic, written by this thread only.
+            self.helped.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+/// Hooks for a task a busy worker runs while it waits: the thread stays busy throughout.
+struct Busy;
+
+impl RunHooks for Busy {
+    fn body_done(&self) {}
+    fn callbacks_ahead(&self) {}
+}
 
 /// This worker's side of the pool's demand count (see `Shared::add_demand`): whether it is counted idle.
 struct Idle<'a> {
@@ -70,8 +176,6 @@ impl RunHooks for Idle<'_> {
 
 /// Runs the initializer, then jobs until the queue is closed and drained.
 pub(super) fn run(shared: Arc<Shared>) {
-    let executor: Arc<dyn LocalExecutor> = shared.clone();
-    let entered = local::enter(executor);
     // Counted idle from birth by `Shared::start_worker`.
     let idle = Idle {
         shared: &shared,
@@ -90,41 +194,67 @@ pub(super) fn run(shared: Arc<Shared>) {
             ));
             idle.exit();
             shared.worker_exited();
-            drop(entered);
             return;
         }
     }
+    let worker = Arc::new(Worker {
+        shared: shared.clone(),
+        queue: shared.locals.register(),
+        // ORDERING: Relaxed: a hint to spread thefts.
+        steal_from: shared.started.load(Ordering::Relaxed),
+        helped: AtomicUsize::new(0),
+    });
+    let executor: Arc<dyn LocalExecutor> = worker.clone();
+    let entered = local::enter(executor);
+    WORKER.with(|current| *current.borrow_mut() = Some(worker.clone()));
+    let leave = |retired: bool| {
+        WORKER.with(|current| current.borrow_mut().take());
+        shared.locals.unregister(&worker.queue);
+        if !retired {
+            shared.worker_exited();
+        }
+    };
     // Tasks run since this thread last added to `shared.completed` (flushed before it blocks, and every 64).
     let mut completed = 0;
     let flush = |completed: &mut usize| {
-        if *completed > 0 {
-            // ORDERING: Relaxed: a statistic; nothing is published through it.
-            shared
-                .completed
-                .fetch_add(std::mem::take(completed), Ordering::Relaxed);
+        // ORDERING: Relaxed: statistics; nothing is published through them.
+        let total = std::mem::take(completed) + worker.helped.swap(0, Ordering::Relaxed);
+        if total > 0 {
+            shared.completed.fetch_add(total, Ordering::Relaxed);
         }
     };
     loop {
-        let job = match shared.queue.try_pop() {
+        let job = match worker.find_job() {
             Some(job) => job,
             None => {
                 flush(&mut completed);
                 match shared.queue.pop_until(shared.idle_deadline()) {
                     Pop::Item(job) => job,
-                    Pop::Closed => break,
+                    // Closed and drained; a task still in another worker's queue is left to its owner, which
+                    // drains its own queue before it leaves. Look once more, for one pushed before the close.
+                    Pop::Closed => match worker.find_job() {
+                        Some(job) => job,
+                        None => break,
+                    },
                     wake @ (Pop::TimedOut | Pop::Nudged) => {
-                        match shared.try_retire(matches!(wake, Pop::TimedOut)) {
-                            Retire::Retired => {
-                                idle.idle.set(false);
-                                drop(entered);
-                                return;
+                        // A nudge may be for a task pushed to a worker's own queue: look before retiring.
+                        if let Some(job) = worker.find_job() {
+                            job
+                        } else {
+                            match shared.try_retire(matches!(wake, Pop::TimedOut)) {
+                                Retire::Retired => {
+                                    idle.idle.set(false);
+                                    leave(true);
+                                    drop(entered);
+                                    return;
+                                }
+                                // A job is on its way (its submitter counted it and is about to push it), or
+                                // another thread takes it: let them run before looking again.
+                                Retire::Stayed => thread::yield_now(),
+                                Retire::NotNeeded => {}
                             }
-                            // A job is on its way (its submitter counted it and is about to push it), or
-                            // another thread takes it: let them run before looking again.
-                            Retire::Stayed => thread::yield_now(),
-                            Retire::NotNeeded => {}
+                            continue;
                         }
-                        continue;
                     }
                 }
             }
@@ -140,10 +270,12 @@ pub(super) fn run(shared: Arc<Shared>) {
         }
         idle.enter();
         if shared.over_max() {
-            // `set_max_workers` lowered the maximum: the surplus threads leave as they finish a task.
+            // `set_max_workers` lowered the maximum: the surplus threads leave as they finish a task (with their
+            // own queue empty: it holds tasks only this thread would otherwise run).
             flush(&mut completed);
-            if shared.try_retire(false) == Retire::Retired {
+            if worker.queue.is_empty() && shared.try_retire(false) == Retire::Retired {
                 idle.idle.set(false);
+                leave(true);
                 drop(entered);
                 return;
             }
@@ -151,6 +283,6 @@ pub(super) fn run(shared: Arc<Shared>) {
     }
     idle.exit();
     flush(&mut completed);
-    shared.worker_exited();
+    leave(false);
     drop(entered);
 }

@@ -1,0 +1,132 @@
+//! Each worker's own queue of the tasks it submitted (LIFO for itself, FIFO for thieves), and the pool's list of them.
+//!
+//! A task submitted from inside one of the pool's own tasks (a fan-out) goes to the submitting worker's queue, not
+//! to the shared one: the worker takes its newest task first (the one it is most likely about to wait for, still
+//! warm in its cache), and other workers steal the oldest (the largest share of a recursive split). Tasks from
+//! outside the pool keep the shared FIFO queue, in Python's order.
+//!
+//! Each queue is a `VecDeque` behind the pool's (loom-checkable) mutex: its owner is nearly its only user, so the
+//! lock is uncontended, and the same code runs under loom as in production. Locks are taken in one order only:
+//! the list, then a queue.
+//!
+//! Happens-before: a push (under the queue's lock) happens before the pop or steal that takes the task (under the
+//! same lock). Closing marks every queue closed under its lock, so a push either lands before the close (and the
+//! close's drain, or the owner, takes it) or sees the queue closed and is refused.
+
+use std::collections::VecDeque;
+
+use super::Job;
+use crate::sync::{Arc, Mutex};
+
+/// One worker's queue.
+pub(super) struct LocalQueue {
+    state: Mutex<LocalState>,
+}
+
+struct LocalState {
+    jobs: VecDeque<Job>,
+    /// The pool is shut down: pushes are refused.
+    closed: bool,
+}
+
+/// Why a push to a [`LocalQueue`] was refused: the pool no longer accepts tasks.
+pub(super) struct Closed(pub(super) Job);
+
+impl LocalQueue {
+    /// The owner pushes a task it submitted.
+    pub(super) fn push(&self, job: Job) -> Result<(), Closed> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(Closed(job));
+        }
+        state.jobs.push_back(job);
+        Ok(())
+    }
+
+    /// The owner takes its newest task.
+    pub(super) fn pop(&self) -> Option<Job> {
+        self.state.lock().jobs.pop_back()
+    }
+
+    /// Another thread takes the oldest task.
+    fn steal(&self) -> Option<Job> {
+        self.state.lock().jobs.pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.state.lock().jobs.len()
+    }
+
+    /// Whether the queue holds no task.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The pool's list of its workers' queues.
+#[derive(Default)]
+pub(super) struct Locals {
+    list: Mutex<LocalList>,
+}
+
+#[derive(Default)]
+struct LocalList {
+    queues: Vec<Arc<LocalQueue>>,
+    /// Set by [`Locals::close`]: a queue created later starts closed.
+    closed: bool,
+}
+
+impl Locals {
+    /// A new queue for a worker that is starting.
+    pub(super) fn register(&self) -> Arc<LocalQueue> {
+        let mut list = self.list.lock();
+        let queue = Arc::new(LocalQueue {
+            state: Mutex::new(LocalState {
+                jobs: VecDeque::new(),
+                closed: list.closed,
+            }),
+        });
+        list.queues.push(queue.clone());
+        queue
+    }
+
+    /// Removes the queue of a worker that is leaving (its owner drained it first: only the owner pushes to it).
+    pub(super) fn unregister(&self, queue: &Arc<LocalQueue>) {
+        let mut list = self.list.lock();
+        if let Some(position) = list.queues.iter().position(|q| Arc::ptr_eq(q, queue)) {
+            list.queues.swap_remove(position);
+        }
+        debug_assert!(queue.is_empty(), "a worker leaves with its queue drained");
+    }
+
+    /// Takes the oldest task of another worker's queue, looking from `start` on (callers rotate it to spread
+    /// thefts); `None` if every other queue is empty.
+    pub(super) fn steal(&self, me: Option<&Arc<LocalQueue>>, start: usize) -> Option<Job> {
+        let list = self.list.lock();
+        let n = list.queues.len();
+        (0..n)
+            .map(|i| &list.queues[(start + i) % n])
+            .filter(|q| me.is_none_or(|me| !Arc::ptr_eq(q, me)))
+            .find_map(|q| q.steal())
+    }
+
+    /// Refuses later pushes to every queue (now and to come); returns what they hold if `drain`.
+    pub(super) fn close(&self, drain: bool) -> Vec<Job> {
+        let mut list = self.list.lock();
+        list.closed = true;
+        let mut drained = Vec::new();
+        for queue in &list.queues {
+            let mut state = queue.state.lock();
+            state.closed = true;
+            if drain {
+                drained.extend(state.jobs.drain(..));
+            }
+        }
+        drained
+    }
+
+    /// Tasks waiting in the workers' queues (a snapshot).
+    pub(super) fn len(&self) -> usize {
+        self.list.lock().queues.iter().map(|q| q.len()).sum()
+    }
+}
