@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::sync::{Arc, Backoff, mutant};
+use crate::sync::{Arc, Backoff, mutant, spin};
 use crate::unwind;
 
 use self::core::{
@@ -201,13 +201,22 @@ impl<T: Send + Sync + 'static> Future<T> {
         if is_done(core.load()) || (deadline.is_none() && self.work_until_done()) {
             return true;
         }
-        // Spin briefly first: a task that is about to finish is cheaper to wait for than to sleep on.
-        let mut backoff = Backoff::new();
-        while !backoff.is_completed() {
-            if is_done(core.load()) {
+        // Spin briefly first, while it pays (see `sync::spin`): a task that is about to finish is cheaper to wait
+        // for than to sleep on.
+        if spin::should_spin() {
+            let mut backoff = Backoff::new();
+            let mut paid = false;
+            while !backoff.is_completed() {
+                if is_done(core.load()) {
+                    paid = true;
+                    break;
+                }
+                backoff.snooze();
+            }
+            spin::record(paid || is_done(core.load()));
+            if paid {
                 return true;
             }
-            backoff.snooze();
         }
         if is_done(core.load()) {
             return true;

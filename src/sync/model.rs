@@ -116,6 +116,15 @@ impl Backoff {
     }
 }
 
+/// Under loom a waiter never spins: it blocks at once (spinning only adds interleavings).
+pub(crate) mod spin {
+    pub(crate) fn should_spin() -> bool {
+        false
+    }
+
+    pub(crate) fn record(_paid: bool) {}
+}
+
 /// Threads: spawning named threads and telling the current one.
 pub(crate) mod thread {
     pub(crate) use loom::thread::{JoinHandle, ThreadId};

@@ -244,6 +244,85 @@ impl Backoff {
     }
 }
 
+/// Whether a thread about to wait on a future should spin first: only while spinning
+/// has paid off on this thread lately, and never while the machine has more runnable threads than cores (a
+/// spinning waiter would take a core from the very thread it waits for, or from other programs).
+pub(crate) mod spin {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    /// Credit starts here; a wait whose spin paid adds 1 (up to `MAX_CREDIT`), one that had to block takes 2.
+    const START_CREDIT: i32 = 4;
+    const MAX_CREDIT: i32 = 16;
+    /// Without credit, one wait in this many spins anyway, to notice when spinning pays again.
+    const RETRY_EVERY: u32 = 32;
+    /// How long a reading of the machine's load stays fresh.
+    const LOAD_FRESH_MS: u64 = 20;
+
+    std::thread_local! {
+        static CREDIT: Cell<i32> = const { Cell::new(START_CREDIT) };
+        static WITHOUT: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Whether to spin before blocking in the wait that is starting.
+    pub(crate) fn should_spin() -> bool {
+        if oversubscribed() {
+            return false;
+        }
+        CREDIT.with(|credit| {
+            if credit.get() > 0 {
+                return true;
+            }
+            WITHOUT.with(|without| {
+                let n = without.get() + 1;
+                without.set(n % RETRY_EVERY);
+                n == RETRY_EVERY
+            })
+        })
+    }
+
+    /// Records whether the spin of the wait that is ending paid off (the future was done before blocking).
+    pub(crate) fn record(paid: bool) {
+        CREDIT.with(|credit| {
+            let next = if paid {
+                (credit.get().max(0) + 1).min(MAX_CREDIT)
+            } else {
+                credit.get() - 2
+            };
+            credit.set(next.max(-1));
+        });
+    }
+
+    /// Whether more threads are runnable than there are cores, as last read (at most `LOAD_FRESH_MS` ago). Linux
+    /// only (`/proc/loadavg`); elsewhere, and under Miri, never.
+    fn oversubscribed() -> bool {
+        if cfg!(any(miri, not(target_os = "linux"))) {
+            return false;
+        }
+        // Bit 0: oversubscribed; the rest: when it was read, in ms since `EPOCH` (plus 1, so 0 means never).
+        static READING: AtomicU64 = AtomicU64::new(0);
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        // ORDERING: Relaxed: a hint; nothing else is published through it.
+        let reading = READING.load(Ordering::Relaxed);
+        if reading != 0 && now.saturating_sub(reading >> 1) < LOAD_FRESH_MS {
+            return reading & 1 == 1;
+        }
+        let busy = runnable_threads().is_some_and(|runnable| runnable > num_cpus::get());
+        READING.store(now << 1 | u64::from(busy), Ordering::Relaxed);
+        busy
+    }
+
+    /// The kernel's count of runnable threads (the fourth field of `/proc/loadavg`, `running/total`).
+    fn runnable_threads() -> Option<usize> {
+        let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+        let field = text.split_whitespace().nth(3)?;
+        field.split('/').next()?.parse().ok()
+    }
+}
+
 /// Threads: spawning named threads and telling the current one.
 pub(crate) mod thread {
     pub(crate) use std::thread::{JoinHandle, ThreadId};

@@ -18,13 +18,20 @@ use std::collections::VecDeque;
 use super::Job;
 use crate::sync::{Arc, Mutex};
 
-/// One worker's queue.
+/// One worker's queue, aligned to its own cache lines: its owner locks it for every push and pop.
+#[repr(align(128))]
 pub(super) struct LocalQueue {
     state: Mutex<LocalState>,
 }
 
+/// A queued task, and whether it is counted in the pool's demand (see `Shared::after_local_push`).
+pub(super) struct Entry {
+    pub(super) job: Job,
+    pub(super) counted: bool,
+}
+
 struct LocalState {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Entry>,
     /// The pool is shut down: pushes are refused.
     closed: bool,
 }
@@ -34,23 +41,34 @@ pub(super) struct Closed(pub(super) Job);
 
 impl LocalQueue {
     /// The owner pushes a task it submitted.
-    pub(super) fn push(&self, job: Job) -> Result<(), Closed> {
+    pub(super) fn push(&self, job: Job, counted: bool) -> Result<(), Closed> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(Closed(job));
         }
-        state.jobs.push_back(job);
+        state.jobs.push_back(Entry { job, counted });
         Ok(())
     }
 
     /// The owner takes its newest task.
-    pub(super) fn pop(&self) -> Option<Job> {
+    pub(super) fn pop(&self) -> Option<Entry> {
         self.state.lock().jobs.pop_back()
     }
 
     /// Another thread takes the oldest task.
-    fn steal(&self) -> Option<Job> {
+    fn steal(&self) -> Option<Entry> {
         self.state.lock().jobs.pop_front()
+    }
+
+    /// Marks every task here counted; returns how many were not.
+    pub(super) fn count_all(&self) -> usize {
+        let mut state = self.state.lock();
+        let mut newly = 0;
+        for entry in state.jobs.iter_mut().filter(|e| !e.counted) {
+            entry.counted = true;
+            newly += 1;
+        }
+        newly
     }
 
     fn len(&self) -> usize {
@@ -101,7 +119,7 @@ impl Locals {
 
     /// Takes the oldest task of another worker's queue, looking from `start` on (callers rotate it to spread
     /// thefts); `None` if every other queue is empty.
-    pub(super) fn steal(&self, me: Option<&Arc<LocalQueue>>, start: usize) -> Option<Job> {
+    pub(super) fn steal(&self, me: Option<&Arc<LocalQueue>>, start: usize) -> Option<Entry> {
         let list = self.list.lock();
         let n = list.queues.len();
         (0..n)
@@ -111,7 +129,7 @@ impl Locals {
     }
 
     /// Refuses later pushes to every queue (now and to come); returns what they hold if `drain`.
-    pub(super) fn close(&self, drain: bool) -> Vec<Job> {
+    pub(super) fn close(&self, drain: bool) -> Vec<Entry> {
         let mut list = self.list.lock();
         list.closed = true;
         let mut drained = Vec::new();
@@ -123,6 +141,11 @@ impl Locals {
             }
         }
         drained
+    }
+
+    /// Marks every queued task counted in the demand; returns how many were not (the caller adds them).
+    pub(super) fn count_all(&self) -> usize {
+        self.list.lock().queues.iter().map(|q| q.count_all()).sum()
     }
 
     /// Tasks waiting in the workers' queues (a snapshot).

@@ -60,8 +60,6 @@ pub(crate) struct Shared {
     workers: Mutex<Workers>,
     /// Signalled each time a worker exits.
     worker_exit: Condvar,
-    /// User-visible `ThreadPoolExecutor` handles; the last one to drop shuts the pool down.
-    handles: AtomicUsize,
 }
 
 struct Gate {
@@ -129,7 +127,8 @@ impl Shared {
 
     /// The demand for threads now (a snapshot).
     fn demand(&self) -> isize {
-        // ORDERING: Relaxed: a snapshot for decisions that re-check under the lock, and for statistics.
+        // ORDERING: Relaxed: a snapshot for decisions that re-check under the lock, and for statistics; after a
+        // local push, the queues' locks order it against idle workers (see `after_local_push`).
         self.demand.load(Ordering::Relaxed) as isize
     }
 
@@ -181,21 +180,54 @@ impl Shared {
         pushed
     }
 
-    /// A worker pushed a task to its own queue: count it, and get a thread to it if the pusher does not come back
-    /// for it: an idle thread is woken (it steals the task), or, with none idle, a thread starts if fewer than
-    /// `max_workers` run. The push comes first, so the thread that is woken or started finds the task.
+    /// Whether a task a worker pushes to its own queue now is counted in the demand (see [`add_demand`]).
     ///
-    /// Happens-before: the push (under its queue's lock) precedes this read-modify-write of the demand; an idle
-    /// worker counts itself idle (its own read-modify-write) before it looks in the queues. Whichever comes second
-    /// sees the other: the idle worker finds the task, or this call sees the worker idle and nudges it.
-    fn after_local_push(self: &Arc<Self>) {
-        if self.add_demand(1) > 0 {
-            if let Err(error) = self.start_for_demand() {
-                // The pusher is a worker, so the task still runs (at the latest when the pusher is free).
-                log::warn!(target: "concurrent_futures", "could not start another worker thread: {error}");
+    /// While fewer than `max_workers` threads run, it is: the demand is what starts a thread for it if its pusher
+    /// blocks. Once all have started it is not (in a pool that never shrinks, as Python's): no thread can start
+    /// for it, and counting each fan-out task costs two read-modify-writes of one word shared by every thread.
+    /// An idle thread still finds it: idle threads steal, and the push wakes one (see `after_local_push`).
+    /// A pool that retires idle threads (`idle_timeout`) counts every task, so a thread about to retire sees it.
+    ///
+    /// [`add_demand`]: Self::add_demand
+    fn counts_local_pushes(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release stores of `started`; the decision is re-checked after the push
+        // (see `after_local_push`).
+        self.idle_timeout.is_some()
+            || self.started.load(Ordering::Acquire) < self.max_workers.load(Ordering::Acquire)
+    }
+
+    /// A worker pushed a task to `queue`, its own, counted in the demand or not: get a thread to it if the pusher
+    /// does not come back for it. An idle thread is woken (it steals the task), or, with none idle, a thread
+    /// starts if fewer than `max_workers` run. The push comes first, so the thread woken or started finds it.
+    ///
+    /// Happens-before: the push (under the queue's lock) precedes this read of the demand; an idle worker counts
+    /// itself idle (a read-modify-write of the demand) before it looks in every queue (under each queue's lock).
+    /// Whichever takes the queue's lock second sees the other: the idle worker finds the task, or this call sees
+    /// the worker idle and nudges it. Likewise `set_max_workers` raises the maximum before it counts the queued
+    /// tasks (under their locks): a push it misses sees the new maximum here and counts its queue itself.
+    fn after_local_push(self: &Arc<Self>, queue: &local_queue::LocalQueue, counted: bool) {
+        let newly_counted = if counted {
+            1
+        } else if self.counts_local_pushes() {
+            // Threads may start now (`set_max_workers` raised the maximum): count what this queue holds.
+            queue.count_all()
+        } else {
+            0
+        };
+        if newly_counted > 0 {
+            if self.add_demand(newly_counted as isize) > 0 {
+                if let Err(error) = self.start_for_demand() {
+                    // The pusher is a worker, so the task still runs (at the latest when the pusher is free).
+                    log::warn!(target: "concurrent_futures", "could not start another worker thread: {error}");
+                }
+                return;
             }
-        } else if !mutant("no_nudge") {
-            // (Mutant: counts the task but wakes no idle thread, so it waits for its pusher.)
+        } else if self.demand() >= 0 {
+            // No idle thread lacks a counted task: each will look for this one when it is free again.
+            return;
+        }
+        // (Mutant: wakes no idle thread, so the task waits for its pusher.)
+        if !mutant("no_nudge") {
             self.queue.nudge(1);
         }
     }
@@ -260,12 +292,11 @@ impl Shared {
         // Workers' own queues refuse later pushes; their owners run what they hold, unless it is cancelled here.
         let local = self.locals.close(cancel);
         if cancel {
-            for job in local
-                .into_iter()
-                .chain(std::iter::from_fn(|| self.queue.try_pop()))
-            {
+            for (job, counted) in self.drain(local) {
                 // Taken off the backlog by this thread, which is no worker.
-                self.add_demand(-1);
+                if counted {
+                    self.add_demand(-1);
+                }
                 unwind::quietly("cancelling a queued task", || job.cancel());
             }
         }
@@ -278,17 +309,25 @@ impl Shared {
         self.queue.close_push();
         self.gate.write().closed = true;
         let local = self.locals.close(true);
-        for job in local
-            .into_iter()
-            .chain(std::iter::from_fn(|| self.queue.try_pop()))
-        {
-            self.add_demand(-1);
+        for (job, counted) in self.drain(local) {
+            if counted {
+                self.add_demand(-1);
+            }
             let error = Error::Broken {
                 reason: reason.clone(),
             };
             unwind::quietly("failing a queued task", || job.fail(error));
         }
         self.queue.close();
+    }
+
+    /// What the workers' queues held (`local`), then what the shared queue holds, each with whether it is counted
+    /// in the demand.
+    fn drain(&self, local: Vec<local_queue::Entry>) -> impl Iterator<Item = (Job, bool)> + '_ {
+        local
+            .into_iter()
+            .map(|entry| (entry.job, entry.counted))
+            .chain(std::iter::from_fn(|| self.queue.try_pop()).map(|job| (job, true)))
     }
 
     fn worker_exited(&self) {
@@ -398,7 +437,24 @@ impl Shared {
 /// # Ok::<(), concurrent_futures::Error>(())
 /// ```
 pub struct ThreadPoolExecutor {
+    handle: Arc<Handle>,
+}
+
+/// What every clone of a [`ThreadPoolExecutor`] shares: the pool, which the last clone to go shuts down. (One
+/// reference count for the handles, apart from the workers' references to the pool, so a clone costs one
+/// read-modify-write.) Aligned to its own cache lines: tasks that clone the handle write its count, which must
+/// not slow down threads reading the pool's state next to it.
+#[repr(align(128))]
+struct Handle {
     shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The last handle: `shutdown(true)` (which never waits for the calling thread, if it is a worker).
+        self.shared.close(false);
+        self.shared.join_workers();
+    }
 }
 
 /// Builds a [`ThreadPoolExecutor`] (Python's keyword arguments, plus a queue bound).
@@ -537,31 +593,39 @@ impl ThreadPoolBuilder {
         let thread_name_prefix = self
             .thread_name_prefix
             .unwrap_or_else(|| format!("ThreadPoolExecutor-{number}"));
-        Ok(ThreadPoolExecutor {
-            shared: Arc::new(Shared {
-                queue: Queue::new(self.queue_bound),
-                locals: local_queue::Locals::default(),
-                work_while_waiting: self.work_while_waiting,
-                gate: RwLock::new(Gate { closed: false }),
-                broken: Mutex::new(None),
-                max_workers: AtomicUsize::new(max_workers),
-                min_workers: self.min_workers,
-                idle_timeout: self.idle_timeout,
-                completed: AtomicUsize::new(0),
-                thread_name_prefix,
-                initializer: self.initializer,
-                identity: identities::acquire(local::max_identity()),
-                demand: AtomicUsize::new(0),
-                started: AtomicUsize::new(0),
-                workers: Mutex::new(Workers::default()),
-                worker_exit: Condvar::new(),
-                handles: AtomicUsize::new(1),
-            }),
-        })
+        Ok(ThreadPoolExecutor::from_shared(Arc::new(Shared {
+            queue: Queue::new(self.queue_bound),
+            locals: local_queue::Locals::default(),
+            work_while_waiting: self.work_while_waiting,
+            gate: RwLock::new(Gate { closed: false }),
+            broken: Mutex::new(None),
+            max_workers: AtomicUsize::new(max_workers),
+            min_workers: self.min_workers,
+            idle_timeout: self.idle_timeout,
+            completed: AtomicUsize::new(0),
+            thread_name_prefix,
+            initializer: self.initializer,
+            identity: identities::acquire(local::max_identity()),
+            demand: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            workers: Mutex::new(Workers::default()),
+            worker_exit: Condvar::new(),
+        })))
     }
 }
 
 impl ThreadPoolExecutor {
+    fn from_shared(shared: Arc<Shared>) -> Self {
+        ThreadPoolExecutor {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// The pool this handle drives.
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
     /// A pool of at most `max_workers` threads. `max_workers == 0` is [`Error::InvalidArgument`].
     ///
     /// ```
@@ -590,7 +654,7 @@ impl ThreadPoolExecutor {
     /// The most threads this pool runs at once.
     pub fn max_workers(&self) -> usize {
         // ORDERING: Relaxed: a snapshot.
-        self.shared.max_workers.load(Ordering::Relaxed)
+        self.shared().max_workers.load(Ordering::Relaxed)
     }
 
     /// Changes the most threads the pool runs at once, while it runs. Raising it starts threads for queued
@@ -605,21 +669,30 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn set_max_workers(&self, max_workers: usize) -> Result<(), Error> {
-        if max_workers == 0 || max_workers < self.shared.min_workers {
+        if max_workers == 0 || max_workers < self.shared().min_workers {
             return Err(Error::InvalidArgument(format!(
                 "max_workers must be at least 1 and at least min_workers ({})",
-                self.shared.min_workers
+                self.shared().min_workers
             )));
         }
         // ORDERING: AcqRel: later spawns and retirements read the new bound (they re-check under the lock).
-        let old = self.shared.max_workers.swap(max_workers, Ordering::AcqRel);
+        let old = self
+            .shared()
+            .max_workers
+            .swap(max_workers, Ordering::AcqRel);
         if max_workers > old {
-            let gate = self.shared.gate.read();
+            let gate = self.shared().gate.read();
             if !gate.closed {
+                // Tasks pushed to workers' own queues while every thread ran were not counted: count them now,
+                // so that threads start for them too (see `Shared::counts_local_pushes`).
+                let uncounted = self.shared().locals.count_all();
+                if uncounted > 0 {
+                    self.shared().add_demand(uncounted as isize);
+                }
                 // Start threads for what is queued and has no idle thread to take it, up to the new bound.
                 for _ in old..max_workers {
-                    if self.shared.demand() <= 0
-                        || !matches!(self.shared.start_for_demand(), Ok(true))
+                    if self.shared().demand() <= 0
+                        || !matches!(self.shared().start_for_demand(), Ok(true))
                     {
                         break;
                     }
@@ -627,13 +700,14 @@ impl ThreadPoolExecutor {
             }
         } else if max_workers < old {
             // Wake idle threads so the surplus can leave without waiting for work.
-            self.shared.queue.nudge(old - max_workers);
+            self.shared().queue.nudge(old - max_workers);
         }
         Ok(())
     }
 
     /// How many tasks the pool's threads have run (as of each thread's last pause: a busy thread adds its count
-    /// before it next waits for work, and every 64 tasks). Tasks a waiting worker ran itself are not counted.
+    /// before it next waits for work, and every 64 tasks). Tasks a waiting worker ran itself (the one it waited
+    /// for, or others while it waited) are not counted.
     ///
     /// ```
     /// let pool = concurrent_futures::ThreadPoolExecutor::new(1)?;
@@ -644,7 +718,7 @@ impl ThreadPoolExecutor {
     /// ```
     pub fn completed(&self) -> usize {
         // ORDERING: Relaxed: a statistic.
-        self.shared.completed.load(Ordering::Relaxed)
+        self.shared().completed.load(Ordering::Relaxed)
     }
 
     /// Schedules `task` and returns its future (Python's `submit`).
@@ -664,8 +738,8 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task, self.shared.identity);
-        self.shared.enqueue(job, true)?;
+        let (job, future) = Task::new_pair(task, self.shared().identity);
+        self.shared().enqueue(job, true)?;
         Ok(future)
     }
 
@@ -691,8 +765,8 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> T + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let (job, future) = Task::new_pair(task, self.shared.identity);
-        self.shared.enqueue(job, false)?;
+        let (job, future) = Task::new_pair(task, self.shared().identity);
+        self.shared().enqueue(job, false)?;
         Ok(future)
     }
 
@@ -781,9 +855,9 @@ impl ThreadPoolExecutor {
     /// [`shutdown`](Self::shutdown), and with `cancel_futures` every task still queued is cancelled (Python's
     /// `shutdown(wait, cancel_futures=True)`). Submits waiting on a full queue fail with [`Error::Shutdown`].
     pub fn shutdown_with(&self, wait: bool, cancel_futures: bool) {
-        self.shared.close(cancel_futures);
+        self.shared().close(cancel_futures);
         if wait {
-            self.shared.join_workers();
+            self.shared().join_workers();
         }
     }
 
@@ -795,7 +869,7 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn queued(&self) -> usize {
-        self.shared.queue.len() + self.shared.locals.len()
+        self.shared().queue.len() + self.shared().locals.len()
     }
 
     /// How many worker threads are alive (threads start lazily, so 0 before the first submit).
@@ -808,7 +882,7 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn workers(&self) -> usize {
-        self.shared.workers.lock().alive
+        self.shared().workers.lock().alive
     }
 
     /// How many worker threads are idle: done with their last task and not yet holding another (a snapshot).
@@ -823,7 +897,7 @@ impl ThreadPoolExecutor {
         // Idle threads are the backlog minus the demand (see `Shared::add_demand`); the queue holds the backlog
         // but for submits between counting their job and pushing it, so this can briefly read low.
         let backlog = self.queued() as isize;
-        usize::try_from(backlog.saturating_sub(self.shared.demand())).unwrap_or(0)
+        usize::try_from(backlog.saturating_sub(self.shared().demand())).unwrap_or(0)
     }
 }
 
@@ -838,32 +912,20 @@ impl Default for ThreadPoolExecutor {
 
 impl Clone for ThreadPoolExecutor {
     fn clone(&self) -> Self {
-        // ORDERING: Relaxed, as for `Arc::clone`: made from a live handle, which keeps the count above zero.
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         ThreadPoolExecutor {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl Drop for ThreadPoolExecutor {
-    /// Dropping the last handle is `shutdown(true)`.
-    fn drop(&mut self) {
-        // ORDERING: AcqRel: the last handle's drop sees every other handle's submits as done.
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shutdown_with(true, false);
+            handle: self.handle.clone(),
         }
     }
 }
 
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let workers = self.shared.workers.lock();
+        let workers = self.shared().workers.lock();
         f.debug_struct("ThreadPoolExecutor")
             .field("max_workers", &self.max_workers())
             .field("threads", &workers.alive)
             .field("queued", &self.queued())
-            .field("shutdown", &self.shared.gate.read().closed)
+            .field("shutdown", &self.shared().gate.read().closed)
             .finish()
     }
 }

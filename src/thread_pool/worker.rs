@@ -2,22 +2,22 @@
 
 use std::cell::{Cell, RefCell};
 
-use super::local_queue::{Closed, LocalQueue};
+use super::local_queue::{Closed, Entry, LocalQueue};
 use super::{Job, Retire, Shared};
 use crate::future::RunHooks;
 use crate::future::local::{self, LocalExecutor};
-use crate::sync::{Arc, AtomicUsize, Ordering, Pop, mutant, thread, thread_local};
+use crate::sync::{Arc, Ordering, Pop, mutant, thread, thread_local};
 use crate::unwind;
 
 /// What the pool knows of one of its worker threads while it runs: its own queue (see `local_queue.rs`), and the
-/// executor hook through which a wait on this thread runs the pool's queued work.
+/// executor hook through which a wait on this thread runs the pool's queued work. Aligned to its own cache lines
+/// (as its queue is): only its thread uses it, on every submit, and no other thread's writes should slow that.
+#[repr(align(128))]
 pub(super) struct Worker {
     shared: Arc<Shared>,
     queue: Arc<LocalQueue>,
     /// Where this worker starts looking when it steals (its rank at start, so thieves spread over the queues).
     steal_from: usize,
-    /// Tasks this worker ran while it waited on a future (added to `shared.completed` with its other tasks).
-    helped: AtomicUsize,
 }
 
 thread_local! {
@@ -39,16 +39,19 @@ pub(super) enum LocalPush {
 pub(super) fn push_local(shared: &Arc<Shared>, job: Job) -> LocalPush {
     WORKER
         .try_with(|worker| match &*worker.borrow() {
-            Some(worker) if Arc::ptr_eq(&worker.shared, shared) => match worker.queue.push(job) {
-                Ok(()) => {
-                    shared.after_local_push();
-                    LocalPush::Pushed
+            Some(worker) if Arc::ptr_eq(&worker.shared, shared) => {
+                let counted = shared.counts_local_pushes();
+                match worker.queue.push(job, counted) {
+                    Ok(()) => {
+                        shared.after_local_push(&worker.queue, counted);
+                        LocalPush::Pushed
+                    }
+                    Err(Closed(job)) => {
+                        unwind::drop_quietly("a refused task", job);
+                        LocalPush::Refused
+                    }
                 }
-                Err(Closed(job)) => {
-                    unwind::drop_quietly("a refused task", job);
-                    LocalPush::Refused
-                }
-            },
+            }
             _ => LocalPush::NotAWorker(job),
         })
         .unwrap_or_else(|_| unreachable!("a submit runs while its thread's locals are alive"))
@@ -69,10 +72,13 @@ pub(super) fn is_worker_of(shared: &Shared) -> bool {
 impl Worker {
     /// The next task for this worker when it is free: its own newest, else the shared queue's oldest (Python's
     /// order for tasks from outside), else one stolen from another worker.
-    fn find_job(&self) -> Option<Job> {
+    fn find_job(&self) -> Option<Entry> {
         self.queue
             .pop()
-            .or_else(|| self.shared.queue.try_pop())
+            .or_else(|| {
+                let job = self.shared.queue.try_pop()?;
+                Some(Entry { job, counted: true })
+            })
             .or_else(|| self.shared.locals.steal(Some(&self.queue), self.steal_from))
     }
 }
@@ -89,19 +95,18 @@ impl LocalExecutor for Worker {
         }
         // Only tasks submitted from inside the pool (workers' own queues), never the shared queue: those are the
         // fan-out's subtasks, not the unrelated work of outside producers.
-        let Some(job) = self
+        let Some(entry) = self
             .queue
             .pop()
             .or_else(|| self.shared.locals.steal(Some(&self.queue), self.steal_from))
         else {
             return false;
         };
-        // A busy thread took a task off the backlog.
-        self.shared.add_demand(-1);
-        if unwind::quietly("a task's cleanup", || job.run(&Busy)).unwrap_or(true) {
-            // ORDERING: Relaxed: a statistic, written by this thread only.
-            self.helped.fetch_add(1, Ordering::Relaxed);
+        if entry.counted {
+            // A busy thread took a task off the backlog.
+            self.shared.add_demand(-1);
         }
+        unwind::quietly("a task's cleanup", || entry.job.run(&Busy));
         true
     }
 }
@@ -128,13 +133,18 @@ impl Idle<'_> {
         }
     }
 
-    /// This thread took a job off the queue: one job and one idle thread fewer, so the demand does not change.
-    fn took_job(&self) {
+    /// This thread took a job off a queue: one job and one idle thread fewer, so the demand does not change; or,
+    /// for a job the demand did not count (see `Shared::counts_local_pushes`), one idle thread fewer.
+    fn took_job(&self, counted: bool) {
         debug_assert!(
             self.idle.get(),
             "a worker takes jobs only while counted idle"
         );
         self.idle.set(false);
+        if !counted {
+            // Leaving the idle count without a counted job may leave one with no idle thread to take it.
+            self.shared.leave_idle();
+        }
         if mutant("split_counts") {
             // (Mutant: takes the job off the backlog and this thread off the idle count in two steps, as two
             // separate counters would: a submit in between counts this thread idle and starts no thread for its
@@ -202,7 +212,6 @@ pub(super) fn run(shared: Arc<Shared>) {
         queue: shared.locals.register(),
         // ORDERING: Relaxed: a hint to spread thefts.
         steal_from: shared.started.load(Ordering::Relaxed),
-        helped: AtomicUsize::new(0),
     });
     let executor: Arc<dyn LocalExecutor> = worker.clone();
     let entered = local::enter(executor);
@@ -217,29 +226,30 @@ pub(super) fn run(shared: Arc<Shared>) {
     // Tasks run since this thread last added to `shared.completed` (flushed before it blocks, and every 64).
     let mut completed = 0;
     let flush = |completed: &mut usize| {
-        // ORDERING: Relaxed: statistics; nothing is published through them.
-        let total = std::mem::take(completed) + worker.helped.swap(0, Ordering::Relaxed);
-        if total > 0 {
-            shared.completed.fetch_add(total, Ordering::Relaxed);
+        if *completed > 0 {
+            // ORDERING: Relaxed: a statistic; nothing is published through it.
+            shared
+                .completed
+                .fetch_add(std::mem::take(completed), Ordering::Relaxed);
         }
     };
     loop {
-        let job = match worker.find_job() {
-            Some(job) => job,
+        let entry = match worker.find_job() {
+            Some(entry) => entry,
             None => {
                 flush(&mut completed);
                 match shared.queue.pop_until(shared.idle_deadline()) {
-                    Pop::Item(job) => job,
+                    Pop::Item(job) => Entry { job, counted: true },
                     // Closed and drained; a task still in another worker's queue is left to its owner, which
                     // drains its own queue before it leaves. Look once more, for one pushed before the close.
                     Pop::Closed => match worker.find_job() {
-                        Some(job) => job,
+                        Some(entry) => entry,
                         None => break,
                     },
                     wake @ (Pop::TimedOut | Pop::Nudged) => {
                         // A nudge may be for a task pushed to a worker's own queue: look before retiring.
-                        if let Some(job) = worker.find_job() {
-                            job
+                        if let Some(entry) = worker.find_job() {
+                            entry
                         } else {
                             match shared.try_retire(matches!(wake, Pop::TimedOut)) {
                                 Retire::Retired => {
@@ -259,7 +269,8 @@ pub(super) fn run(shared: Arc<Shared>) {
                 }
             }
         };
-        idle.took_job();
+        idle.took_job(entry.counted);
+        let job = entry.job;
         // Everything a job does on this thread, down to dropping its result, runs inside the panic net: a panic
         // that escapes the task's own net (a result's `Drop`, say) is logged, and this thread goes on.
         if unwind::quietly("a task's cleanup", || job.run(&idle)).unwrap_or(true) {
