@@ -67,6 +67,12 @@ struct Config {
     process_map_items: usize,
     process_chunksize: usize,
     process_workers: usize,
+    /// Workloads 8 and 9: worker counts, rounds, fine-grained `fib(n)`, coarse-grained `fib(n)` and its cutoff.
+    fanout_workers: Vec<usize>,
+    fanout_rounds: usize,
+    fine_n: u64,
+    coarse_n: u64,
+    coarse_cutoff: u64,
 }
 
 impl Config {
@@ -93,6 +99,11 @@ impl Config {
             process_map_items: 200_000,
             process_chunksize: 1_000,
             process_workers: 2,
+            fanout_workers: vec![1, 2],
+            fanout_rounds: 15,
+            fine_n: 30,
+            coarse_n: 33,
+            coarse_cutoff: 15,
         }
     }
 
@@ -119,6 +130,11 @@ impl Config {
             process_map_items: 5_000,
             process_chunksize: 1_000,
             process_workers: 2,
+            fanout_workers: vec![1, 2],
+            fanout_rounds: 1,
+            fine_n: 16,
+            coarse_n: 20,
+            coarse_cutoff: 12,
         }
     }
 }
@@ -226,6 +242,18 @@ fn main() {
         sections.push(submit);
         sections.push(map);
     }
+    if wanted(8) {
+        eprint!("workload 8 ");
+        let fine = fanout(cfg, Grain::Fine);
+        targets.extend(fanout_targets(&fine, Grain::Fine, &cfg.fanout_workers));
+        sections.extend(fine);
+    }
+    if wanted(9) {
+        eprint!("workload 9 ");
+        let coarse = fanout(cfg, Grain::Coarse);
+        targets.extend(fanout_targets(&coarse, Grain::Coarse, &cfg.fanout_workers));
+        sections.extend(coarse);
+    }
 
     let doc = document(&machine, cfg, &targets, &sections, started.elapsed());
     println!("{doc}");
@@ -295,7 +323,7 @@ fn document(
          binary serves as the pool's workers (see `bench/src/process.rs`).\n\n",
     );
     if !targets.is_empty() {
-        out.push_str("## Targets (issue 6)\n\n");
+        out.push_str("## Targets (issues 6 and 14)\n\n");
         out.push_str(&targets_markdown(targets));
         out.push('\n');
     }
@@ -674,4 +702,151 @@ fn process_targets(submit: &Section, map: &Section) -> Vec<Target> {
             |r| r >= 3.0,
         ),
     ]
+}
+
+/// The two fan-out workloads: 8 (fine-grained, every call with `n >= 2` submits a child) and 9 (coarse-grained,
+/// calls below a cutoff compute sequentially).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Fine,
+    Coarse,
+}
+
+const OURS_FANOUT: &str = "concurrent-futures (`submit` child + `into_result` in the task)";
+const RAYON_JOIN: &str = "rayon `join` in `install`";
+const TOKIO_SPAWN: &str = "tokio `spawn` child + `.await` its `JoinHandle`";
+
+impl Grain {
+    /// The workload's number, `fib` argument and cutoff (below it a call computes sequentially).
+    fn params(self, cfg: &Config) -> (u32, u64, u64) {
+        match self {
+            Grain::Fine => (8, cfg.fine_n, 2),
+            Grain::Coarse => (9, cfg.coarse_n, cfg.coarse_cutoff),
+        }
+    }
+}
+
+/// Workloads 8 and 9: the recursive fan-out at every worker count of `cfg.fanout_workers` as ONE interleaved group
+/// (so ours at 2 workers and ours at 1 are paired by round), reported as one section per worker count. The
+/// sequential floor has no worker count: its series appears in every section.
+fn fanout(cfg: &Config, grain: Grain) -> Vec<Section> {
+    let (number, n, cutoff) = grain.params(cfg);
+    let tasks = peers::fanout_tasks(n, cutoff);
+    let mut tagged: Vec<(Option<usize>, Contender<'_>)> = Vec::new();
+    for &w in &cfg.fanout_workers {
+        tagged.push((
+            Some(w),
+            Contender::new(OURS_FANOUT, Kind::Ours, move || ours::fanout(w, n, cutoff)),
+        ));
+        tagged.push((
+            Some(w),
+            Contender::new(RAYON_JOIN, Kind::PeerOther, move || {
+                peers::rayon_fanout(w, n, cutoff)
+            }),
+        ));
+        tagged.push((
+            Some(w),
+            Contender::new(TOKIO_SPAWN, Kind::PeerWithHandle, move || {
+                peers::tokio_fanout(w, n, cutoff)
+            }),
+        ));
+    }
+    tagged.push((
+        None,
+        Contender::new(
+            "reference floor: sequential `fib` (no tasks)",
+            Kind::PeerOther,
+            move || peers::fib_seq_fanout(n, cutoff),
+        ),
+    ));
+    let (tags, contenders): (Vec<_>, Vec<_>) = tagged.into_iter().unzip();
+    let series = interleave(contenders, cfg.warmup, cfg.fanout_rounds);
+    let shape = match grain {
+        Grain::Fine => format!(
+            "`fib({n})` where every call with `n >= 2` submits `fib(n - 1)` as a child task to the same pool, \
+             computes `fib(n - 2)` itself the same way, then waits for the child's result inside the worker: \
+             {tasks} child tasks, each doing almost nothing but its own submit and wait."
+        ),
+        Grain::Coarse => format!(
+            "`fib({n})` with the same recursion, but calls with `n < {cutoff}` compute `fib` sequentially: \
+             {tasks} child tasks, each a sequential `fib({})` or `fib({})` (about {:.1} us of work on average \
+             here: the sequential floor's time per task).",
+            cutoff - 1,
+            cutoff - 2,
+            series
+                .last()
+                .and_then(|s| s.summary())
+                .map_or(f64::NAN, |s| s.median / 1e3),
+        ),
+    };
+    let how = format!(
+        "{shape} Time per child task (the whole run divided by {tasks}). Ours: the root is submitted too and \
+         every call waits its child with `into_result` (a child not yet started runs inline on the waiting \
+         worker); the pool handle is cloned into each task. rayon: `join(|| fib(n - 2), || fib(n - 1))` inside \
+         `install` (its second closure is the stealable one). tokio: a multi-thread runtime with that many \
+         `worker_threads`, each call `tokio::spawn`s its child (a boxed async recursion) and `.await`s the \
+         `JoinHandle`; the root is spawned. Fresh pool per sample, built and warmed untimed; every contender's \
+         value is checked. All worker counts and the sequential floor (the same series in each table) run as one \
+         interleaved group."
+    );
+    let kind = match grain {
+        Grain::Fine => "Fine-grained recursive fan-out".to_string(),
+        Grain::Coarse => format!("Coarse-grained fan-out (cutoff {cutoff})"),
+    };
+    cfg.fanout_workers
+        .iter()
+        .map(|&w| Section {
+            title: format!("{number}. {kind}, `fib({n})`, {w} worker(s): time per task"),
+            how: how.clone(),
+            unit: Unit::Nanos,
+            series: tags
+                .iter()
+                .zip(&series)
+                .filter(|(t, _)| t.is_none_or(|t| t == w))
+                .map(|(_, s)| s.clone())
+                .collect(),
+            skipped: Vec::new(),
+        })
+        .collect()
+}
+
+/// The named series of a section.
+fn series_named<'a>(section: &'a Section, name: &str) -> Option<&'a stats::Series> {
+    section.series.iter().find(|s| s.name == name)
+}
+
+fn fanout_targets(sections: &[Section], grain: Grain, workers: &[usize]) -> Vec<Target> {
+    let (number, limit) = match grain {
+        Grain::Fine => (8, 3.0),
+        Grain::Coarse => (9, 1.2),
+    };
+    let mut targets: Vec<Target> = sections
+        .iter()
+        .zip(workers)
+        .map(|(section, w)| {
+            Target::ratio(
+                format!("{number}, {w} worker(s): ours / rayon `join`"),
+                section.ours(),
+                series_named(section, RAYON_JOIN),
+                &format!("<= {limit}x"),
+                move |r| r <= limit,
+            )
+        })
+        .collect();
+    if grain == Grain::Coarse {
+        let at = |w: usize| {
+            workers
+                .iter()
+                .position(|&x| x == w)
+                .and_then(|i| sections[i].ours())
+        };
+        targets.push(Target::ratio(
+            "9: ours at 2 workers / ours at 1 worker".into(),
+            at(2),
+            at(1),
+            "< 1.0x",
+            |r| r < 1.0,
+        ));
+    }
+    targets
 }
