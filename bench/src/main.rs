@@ -27,6 +27,7 @@ mod peers;
 mod process;
 mod python;
 mod report;
+mod spin;
 mod stats;
 
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ struct Config {
     fine_n: u64,
     coarse_n: u64,
     coarse_cutoff: u64,
+    /// Workload 10: tasks per sample and rounds (worker counts: `workers`).
+    saturated_tasks: usize,
+    saturated_rounds: usize,
 }
 
 impl Config {
@@ -104,6 +108,8 @@ impl Config {
             fine_n: 30,
             coarse_n: 33,
             coarse_cutoff: 15,
+            saturated_tasks: 100_000,
+            saturated_rounds: 15,
         }
     }
 
@@ -135,6 +141,8 @@ impl Config {
             fine_n: 16,
             coarse_n: 20,
             coarse_cutoff: 12,
+            saturated_tasks: 2_000,
+            saturated_rounds: 1,
         }
     }
 }
@@ -253,6 +261,14 @@ fn main() {
         let coarse = fanout(cfg, Grain::Coarse);
         targets.extend(fanout_targets(&coarse, Grain::Coarse, &cfg.fanout_workers));
         sections.extend(coarse);
+    }
+    if wanted(10) {
+        for &w in &cfg.workers {
+            eprint!("workload 10, {w} worker(s) ");
+            let section = saturated(cfg, w);
+            targets.extend(saturated_targets(&section, w));
+            sections.push(section);
+        }
     }
 
     let doc = document(&machine, cfg, &targets, &sections, started.elapsed());
@@ -849,4 +865,59 @@ fn fanout_targets(sections: &[Section], grain: Grain, workers: &[usize]) -> Vec<
         ));
     }
     targets
+}
+
+/// Workload 10 at `w` workers: workload 1's shape while `2 * cores` busy-loop threads of this process spin.
+fn saturated(cfg: &Config, w: usize) -> Section {
+    let n = cfg.saturated_tasks;
+    let contenders = vec![
+        Contender::new(
+            "concurrent-futures (`into_result`)",
+            Kind::Ours,
+            move || ours::submit_wait(w, n),
+        ),
+        Contender::new(
+            "rusty_pool `evaluate` + `await_complete`",
+            Kind::PeerWithHandle,
+            move || peers::rusty_pool_submit_wait(w, n),
+        ),
+        Contender::new(
+            "tokio `spawn_blocking` + `block_on`",
+            Kind::PeerWithHandle,
+            move || peers::tokio_submit_wait(w, n),
+        ),
+    ];
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let spinners = spin::Spinners::start(2 * cores);
+    let spinning = spinners.count();
+    let series = interleave(contenders, cfg.warmup, cfg.saturated_rounds);
+    spinners.stop();
+    Section {
+        title: format!(
+            "10. Submit + wait with the cores saturated, no-op task, {w} worker(s): time per task"
+        ),
+        how: format!(
+            "Workload 1's shape and code ({n} no-op tasks per sample, handles kept, then waited in order; fresh \
+             warmed pool per sample) while {spinning} busy-loop threads of this process (2 x {cores} cores, \
+             plain spinning on a stop flag) run through all of this group's rounds: started before its first \
+             round, stopped and joined after its last."
+        ),
+        unit: Unit::Nanos,
+        series,
+        skipped: Vec::new(),
+    }
+}
+
+fn saturated_targets(section: &Section, w: usize) -> Vec<Target> {
+    let fastest = fastest_of(&section.series, Kind::PeerWithHandle);
+    vec![Target::ratio(
+        format!(
+            "10, {w} worker(s), cores saturated: ours / fastest of rusty_pool and tokio ({})",
+            fastest.map_or("-", |s| s.name.as_str())
+        ),
+        section.ours(),
+        fastest,
+        "<= 1.0x",
+        |r| r <= 1.0,
+    )]
 }
