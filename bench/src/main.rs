@@ -68,9 +68,11 @@ struct Config {
     process_map_items: usize,
     process_chunksize: usize,
     process_workers: usize,
-    /// Workloads 8 and 9: worker counts, rounds, fine-grained `fib(n)`, coarse-grained `fib(n)` and its cutoff.
+    /// Workloads 8 and 9: worker counts, rounds of 8 and of 9 (whose samples are short), fine-grained `fib(n)`,
+    /// coarse-grained `fib(n)` and its cutoff.
     fanout_workers: Vec<usize>,
     fanout_rounds: usize,
+    coarse_rounds: usize,
     fine_n: u64,
     coarse_n: u64,
     coarse_cutoff: u64,
@@ -105,11 +107,12 @@ impl Config {
             process_workers: 2,
             fanout_workers: vec![1, 2],
             fanout_rounds: 15,
+            coarse_rounds: 31,
             fine_n: 30,
             coarse_n: 33,
             coarse_cutoff: 15,
             saturated_tasks: 100_000,
-            saturated_rounds: 15,
+            saturated_rounds: 21,
         }
     }
 
@@ -138,6 +141,7 @@ impl Config {
             process_workers: 2,
             fanout_workers: vec![1, 2],
             fanout_rounds: 1,
+            coarse_rounds: 1,
             fine_n: 16,
             coarse_n: 20,
             coarse_cutoff: 12,
@@ -733,11 +737,11 @@ const RAYON_JOIN: &str = "rayon `join` in `install`";
 const TOKIO_SPAWN: &str = "tokio `spawn` child + `.await` its `JoinHandle`";
 
 impl Grain {
-    /// The workload's number, `fib` argument and cutoff (below it a call computes sequentially).
-    fn params(self, cfg: &Config) -> (u32, u64, u64) {
+    /// The workload's number, `fib` argument, cutoff (below it a call computes sequentially) and rounds.
+    fn params(self, cfg: &Config) -> (u32, u64, u64, usize) {
         match self {
-            Grain::Fine => (8, cfg.fine_n, 2),
-            Grain::Coarse => (9, cfg.coarse_n, cfg.coarse_cutoff),
+            Grain::Fine => (8, cfg.fine_n, 2, cfg.fanout_rounds),
+            Grain::Coarse => (9, cfg.coarse_n, cfg.coarse_cutoff, cfg.coarse_rounds),
         }
     }
 }
@@ -746,7 +750,7 @@ impl Grain {
 /// (so ours at 2 workers and ours at 1 are paired by round), reported as one section per worker count. The
 /// sequential floor has no worker count: its series appears in every section.
 fn fanout(cfg: &Config, grain: Grain) -> Vec<Section> {
-    let (number, n, cutoff) = grain.params(cfg);
+    let (number, n, cutoff, rounds) = grain.params(cfg);
     let tasks = peers::fanout_tasks(n, cutoff);
     let mut tagged: Vec<(Option<usize>, Contender<'_>)> = Vec::new();
     for &w in &cfg.fanout_workers {
@@ -776,7 +780,7 @@ fn fanout(cfg: &Config, grain: Grain) -> Vec<Section> {
         ),
     ));
     let (tags, contenders): (Vec<_>, Vec<_>) = tagged.into_iter().unzip();
-    let series = interleave(contenders, cfg.warmup, cfg.fanout_rounds);
+    let series = interleave(contenders, cfg.warmup, rounds);
     let shape = match grain {
         Grain::Fine => format!(
             "`fib({n})` where every call with `n >= 2` submits `fib(n - 1)` as a child task to the same pool, \
