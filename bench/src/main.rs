@@ -5,10 +5,12 @@
 //! cargo run --release -p concurrent-futures-bench -- --write      # same, and writes BENCHMARKS.md
 //! cargo run --release -p concurrent-futures-bench -- --smoke      # tiny counts, for CI (seconds)
 //! cargo run --release -p concurrent-futures-bench -- --only 1,5   # a subset of the workloads
+//! cargo run --release -p concurrent-futures-bench -- --only 8,9,10 # issue 14's workloads (~1-2 min on 2 cores)
 //! ```
 //!
 //! Every group of contenders runs interleaved (see [`stats::interleave`]); every figure is the median of the
-//! rounds with min and max; every ratio is the median of per-round ratios. The workloads are those of issue 6:
+//! rounds with min and max; every ratio is the median of per-round ratios. Workloads 1-7 are those of issue 6,
+//! 8-10 those of issue 14:
 //!
 //! 1. submit + wait for a no-op task at 1, 2 and 4 workers;
 //! 2. four producer threads into one pool;
@@ -16,7 +18,13 @@
 //! 4. done-callback latency;
 //! 5. bytes per pending future (a fresh child process per figure);
 //! 6. the process pool against Python's;
-//! 7. with `--features mpi` (run by `bench/run-mpi`): the MPI pool against mpi4py.futures.
+//! 7. with `--features mpi` (run by `bench/run-mpi`): the MPI pool against mpi4py.futures;
+//! 8. fine-grained recursive fan-out: `fib(30)`, every call with `n >= 2` submits `fib(n - 1)` to the same pool
+//!    and waits it inside the worker (about 1.35M tasks), at 1 and 2 workers, against `rayon::join` and
+//!    `tokio::spawn`, with a sequential floor;
+//! 9. coarse-grained fan-out: the same on `fib(33)` with calls below 15 sequential (10,945 tasks of about
+//!    0.6 us), at 1 and 2 workers;
+//! 10. workload 1's submit + wait at 1, 2 and 4 workers while `2 * cores` busy-loop threads saturate the cores.
 
 mod machine;
 mod memory;
@@ -160,7 +168,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: concurrent-futures-bench [--smoke] [--write] [--only 1,2,...]\n       \
+        "usage: concurrent-futures-bench [--smoke] [--write] [--only N,N,...]   (workloads 1-10; 7 needs \
+         --features mpi)\n       \
          concurrent-futures-bench mem-child <{}> <count>",
         memory::CONTENDERS.join("|")
     );
