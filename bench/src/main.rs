@@ -5,10 +5,12 @@
 //! cargo run --release -p concurrent-futures-bench -- --write      # same, and writes BENCHMARKS.md
 //! cargo run --release -p concurrent-futures-bench -- --smoke      # tiny counts, for CI (seconds)
 //! cargo run --release -p concurrent-futures-bench -- --only 1,5   # a subset of the workloads
+//! cargo run --release -p concurrent-futures-bench -- --only 8,9,10 # issue 14's workloads (~1-2 min on 2 cores)
 //! ```
 //!
 //! Every group of contenders runs interleaved (see [`stats::interleave`]); every figure is the median of the
-//! rounds with min and max; every ratio is the median of per-round ratios. The workloads are those of issue 6:
+//! rounds with min and max; every ratio is the median of per-round ratios. Workloads 1-7 are those of issue 6,
+//! 8-10 those of issue 14:
 //!
 //! 1. submit + wait for a no-op task at 1, 2 and 4 workers;
 //! 2. four producer threads into one pool;
@@ -16,7 +18,13 @@
 //! 4. done-callback latency;
 //! 5. bytes per pending future (a fresh child process per figure);
 //! 6. the process pool against Python's;
-//! 7. with `--features mpi` (run by `bench/run-mpi`): the MPI pool against mpi4py.futures.
+//! 7. with `--features mpi` (run by `bench/run-mpi`): the MPI pool against mpi4py.futures;
+//! 8. fine-grained recursive fan-out: `fib(30)`, every call with `n >= 2` submits `fib(n - 1)` to the same pool
+//!    and waits it inside the worker (about 1.35M tasks), at 1 and 2 workers, against `rayon::join` and
+//!    `tokio::spawn`, with a sequential floor;
+//! 9. coarse-grained fan-out: the same on `fib(33)` with calls below 15 sequential (10,945 tasks of about
+//!    0.6 us), at 1 and 2 workers;
+//! 10. workload 1's submit + wait at 1, 2 and 4 workers while `2 * cores` busy-loop threads saturate the cores.
 
 mod machine;
 mod memory;
@@ -27,6 +35,7 @@ mod peers;
 mod process;
 mod python;
 mod report;
+mod spin;
 mod stats;
 
 use std::path::PathBuf;
@@ -67,6 +76,17 @@ struct Config {
     process_map_items: usize,
     process_chunksize: usize,
     process_workers: usize,
+    /// Workloads 8 and 9: worker counts, rounds of 8 and of 9 (whose samples are short), fine-grained `fib(n)`,
+    /// coarse-grained `fib(n)` and its cutoff.
+    fanout_workers: Vec<usize>,
+    fanout_rounds: usize,
+    coarse_rounds: usize,
+    fine_n: u64,
+    coarse_n: u64,
+    coarse_cutoff: u64,
+    /// Workload 10: tasks per sample and rounds (worker counts: `workers`).
+    saturated_tasks: usize,
+    saturated_rounds: usize,
 }
 
 impl Config {
@@ -93,6 +113,14 @@ impl Config {
             process_map_items: 200_000,
             process_chunksize: 1_000,
             process_workers: 2,
+            fanout_workers: vec![1, 2],
+            fanout_rounds: 15,
+            coarse_rounds: 31,
+            fine_n: 30,
+            coarse_n: 33,
+            coarse_cutoff: 15,
+            saturated_tasks: 100_000,
+            saturated_rounds: 21,
         }
     }
 
@@ -119,6 +147,14 @@ impl Config {
             process_map_items: 5_000,
             process_chunksize: 1_000,
             process_workers: 2,
+            fanout_workers: vec![1, 2],
+            fanout_rounds: 1,
+            coarse_rounds: 1,
+            fine_n: 16,
+            coarse_n: 20,
+            coarse_cutoff: 12,
+            saturated_tasks: 2_000,
+            saturated_rounds: 1,
         }
     }
 }
@@ -132,7 +168,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: concurrent-futures-bench [--smoke] [--write] [--only 1,2,...]\n       \
+        "usage: concurrent-futures-bench [--smoke] [--write] [--only N,N,...]   (workloads 1-10; 7 needs \
+         --features mpi)\n       \
          concurrent-futures-bench mem-child <{}> <count>",
         memory::CONTENDERS.join("|")
     );
@@ -226,6 +263,26 @@ fn main() {
         sections.push(submit);
         sections.push(map);
     }
+    if wanted(8) {
+        eprint!("workload 8 ");
+        let fine = fanout(cfg, Grain::Fine);
+        targets.extend(fanout_targets(&fine, Grain::Fine, &cfg.fanout_workers));
+        sections.extend(fine);
+    }
+    if wanted(9) {
+        eprint!("workload 9 ");
+        let coarse = fanout(cfg, Grain::Coarse);
+        targets.extend(fanout_targets(&coarse, Grain::Coarse, &cfg.fanout_workers));
+        sections.extend(coarse);
+    }
+    if wanted(10) {
+        for &w in &cfg.workers {
+            eprint!("workload 10, {w} worker(s) ");
+            let section = saturated(cfg, w);
+            targets.extend(saturated_targets(&section, w));
+            sections.push(section);
+        }
+    }
 
     let doc = document(&machine, cfg, &targets, &sections, started.elapsed());
     println!("{doc}");
@@ -295,7 +352,7 @@ fn document(
          binary serves as the pool's workers (see `bench/src/process.rs`).\n\n",
     );
     if !targets.is_empty() {
-        out.push_str("## Targets (issue 6)\n\n");
+        out.push_str("## Targets (issues 6 and 14)\n\n");
         out.push_str(&targets_markdown(targets));
         out.push('\n');
     }
@@ -674,4 +731,206 @@ fn process_targets(submit: &Section, map: &Section) -> Vec<Target> {
             |r| r >= 3.0,
         ),
     ]
+}
+
+/// The two fan-out workloads: 8 (fine-grained, every call with `n >= 2` submits a child) and 9 (coarse-grained,
+/// calls below a cutoff compute sequentially).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Fine,
+    Coarse,
+}
+
+const OURS_FANOUT: &str = "concurrent-futures (`submit` child + `into_result` in the task)";
+const RAYON_JOIN: &str = "rayon `join` in `install`";
+const TOKIO_SPAWN: &str = "tokio `spawn` child + `.await` its `JoinHandle`";
+
+impl Grain {
+    /// The workload's number, `fib` argument, cutoff (below it a call computes sequentially) and rounds.
+    fn params(self, cfg: &Config) -> (u32, u64, u64, usize) {
+        match self {
+            Grain::Fine => (8, cfg.fine_n, 2, cfg.fanout_rounds),
+            Grain::Coarse => (9, cfg.coarse_n, cfg.coarse_cutoff, cfg.coarse_rounds),
+        }
+    }
+}
+
+/// Workloads 8 and 9: the recursive fan-out at every worker count of `cfg.fanout_workers` as ONE interleaved group
+/// (so ours at 2 workers and ours at 1 are paired by round), reported as one section per worker count. The
+/// sequential floor has no worker count: its series appears in every section.
+fn fanout(cfg: &Config, grain: Grain) -> Vec<Section> {
+    let (number, n, cutoff, rounds) = grain.params(cfg);
+    let tasks = peers::fanout_tasks(n, cutoff);
+    let mut tagged: Vec<(Option<usize>, Contender<'_>)> = Vec::new();
+    for &w in &cfg.fanout_workers {
+        tagged.push((
+            Some(w),
+            Contender::new(OURS_FANOUT, Kind::Ours, move || ours::fanout(w, n, cutoff)),
+        ));
+        tagged.push((
+            Some(w),
+            Contender::new(RAYON_JOIN, Kind::PeerOther, move || {
+                peers::rayon_fanout(w, n, cutoff)
+            }),
+        ));
+        tagged.push((
+            Some(w),
+            Contender::new(TOKIO_SPAWN, Kind::PeerWithHandle, move || {
+                peers::tokio_fanout(w, n, cutoff)
+            }),
+        ));
+    }
+    tagged.push((
+        None,
+        Contender::new(
+            "reference floor: sequential `fib` (no tasks)",
+            Kind::PeerOther,
+            move || peers::fib_seq_fanout(n, cutoff),
+        ),
+    ));
+    let (tags, contenders): (Vec<_>, Vec<_>) = tagged.into_iter().unzip();
+    let series = interleave(contenders, cfg.warmup, rounds);
+    let shape = match grain {
+        Grain::Fine => format!(
+            "`fib({n})` where every call with `n >= 2` submits `fib(n - 1)` as a child task to the same pool, \
+             computes `fib(n - 2)` itself the same way, then waits for the child's result inside the worker: \
+             {tasks} child tasks, each doing almost nothing but its own submit and wait."
+        ),
+        Grain::Coarse => format!(
+            "`fib({n})` with the same recursion, but calls with `n < {cutoff}` compute `fib` sequentially: \
+             {tasks} child tasks, each a sequential `fib({})` or `fib({})` (about {:.1} us of work on average \
+             here: the sequential floor's time per task).",
+            cutoff - 1,
+            cutoff - 2,
+            series
+                .last()
+                .and_then(|s| s.summary())
+                .map_or(f64::NAN, |s| s.median / 1e3),
+        ),
+    };
+    let how = format!(
+        "{shape} Time per child task (the whole run divided by {tasks}). Ours: the root is submitted too and \
+         every call waits its child with `into_result` (a child not yet started runs inline on the waiting \
+         worker); the pool handle is cloned into each task. rayon: `join(|| fib(n - 2), || fib(n - 1))` inside \
+         `install` (its second closure is the stealable one). tokio: a multi-thread runtime with that many \
+         `worker_threads`, each call `tokio::spawn`s its child (a boxed async recursion) and `.await`s the \
+         `JoinHandle`; the root is spawned. Fresh pool per sample, built and warmed untimed; every contender's \
+         value is checked. All worker counts and the sequential floor (the same series in each table) run as one \
+         interleaved group."
+    );
+    let kind = match grain {
+        Grain::Fine => "Fine-grained recursive fan-out".to_string(),
+        Grain::Coarse => format!("Coarse-grained fan-out (cutoff {cutoff})"),
+    };
+    cfg.fanout_workers
+        .iter()
+        .map(|&w| Section {
+            title: format!("{number}. {kind}, `fib({n})`, {w} worker(s): time per task"),
+            how: how.clone(),
+            unit: Unit::Nanos,
+            series: tags
+                .iter()
+                .zip(&series)
+                .filter(|(t, _)| t.is_none_or(|t| t == w))
+                .map(|(_, s)| s.clone())
+                .collect(),
+            skipped: Vec::new(),
+        })
+        .collect()
+}
+
+/// The named series of a section.
+fn series_named<'a>(section: &'a Section, name: &str) -> Option<&'a stats::Series> {
+    section.series.iter().find(|s| s.name == name)
+}
+
+fn fanout_targets(sections: &[Section], grain: Grain, workers: &[usize]) -> Vec<Target> {
+    let (number, limit) = match grain {
+        Grain::Fine => (8, 3.0),
+        Grain::Coarse => (9, 1.2),
+    };
+    let mut targets: Vec<Target> = sections
+        .iter()
+        .zip(workers)
+        .map(|(section, w)| {
+            Target::ratio(
+                format!("{number}, {w} worker(s): ours / rayon `join`"),
+                section.ours(),
+                series_named(section, RAYON_JOIN),
+                &format!("<= {limit}x"),
+                move |r| r <= limit,
+            )
+        })
+        .collect();
+    if grain == Grain::Coarse {
+        let at = |w: usize| {
+            workers
+                .iter()
+                .position(|&x| x == w)
+                .and_then(|i| sections[i].ours())
+        };
+        targets.push(Target::ratio(
+            "9: ours at 2 workers / ours at 1 worker".into(),
+            at(2),
+            at(1),
+            "< 1.0x",
+            |r| r < 1.0,
+        ));
+    }
+    targets
+}
+
+/// Workload 10 at `w` workers: workload 1's shape while `2 * cores` busy-loop threads of this process spin.
+fn saturated(cfg: &Config, w: usize) -> Section {
+    let n = cfg.saturated_tasks;
+    let contenders = vec![
+        Contender::new(
+            "concurrent-futures (`into_result`)",
+            Kind::Ours,
+            move || ours::submit_wait(w, n),
+        ),
+        Contender::new(
+            "rusty_pool `evaluate` + `await_complete`",
+            Kind::PeerWithHandle,
+            move || peers::rusty_pool_submit_wait(w, n),
+        ),
+        Contender::new(
+            "tokio `spawn_blocking` + `block_on`",
+            Kind::PeerWithHandle,
+            move || peers::tokio_submit_wait(w, n),
+        ),
+    ];
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let spinners = spin::Spinners::start(2 * cores);
+    let spinning = spinners.count();
+    let series = interleave(contenders, cfg.warmup, cfg.saturated_rounds);
+    spinners.stop();
+    Section {
+        title: format!(
+            "10. Submit + wait with the cores saturated, no-op task, {w} worker(s): time per task"
+        ),
+        how: format!(
+            "Workload 1's shape and code ({n} no-op tasks per sample, handles kept, then waited in order; fresh \
+             warmed pool per sample) while {spinning} busy-loop threads of this process (2 x {cores} cores, \
+             plain spinning on a stop flag) run through all of this group's rounds: started before its first \
+             round, stopped and joined after its last."
+        ),
+        unit: Unit::Nanos,
+        series,
+        skipped: Vec::new(),
+    }
+}
+
+fn saturated_targets(section: &Section, w: usize) -> Vec<Target> {
+    let fastest = fastest_of(&section.series, Kind::PeerWithHandle);
+    vec![Target::ratio(
+        format!(
+            "10, {w} worker(s), cores saturated: ours / fastest of rusty_pool and tokio ({})",
+            fastest.map_or("-", |s| s.name.as_str())
+        ),
+        section.ours(),
+        fastest,
+        "<= 1.0x",
+        |r| r <= 1.0,
+    )]
 }

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use concurrent_futures::{Executor, MapOptions, ThreadPoolExecutor};
 
-use crate::peers::{WARMUP_PER_WORKER, per_item, timed_producers};
+use crate::peers::{
+    WARMUP_PER_WORKER, fanout_tasks, fib_expected, fib_seq, per_item, timed_producers,
+};
 
 /// A pool with `workers` threads, warmed up so every thread has started and run a task.
 fn warm_pool(workers: usize) -> Option<ThreadPoolExecutor> {
@@ -198,4 +200,34 @@ pub fn thread_pool_trait_map_chunked(workers: usize, n: usize, chunksize: usize)
     let ns = executor_map_chunked(&pool, n, chunksize);
     pool.shutdown(true);
     ns
+}
+
+/// One call of the fan-out recursion (workloads 8 and 9): below `cutoff` it computes sequentially; otherwise it
+/// submits `fib(n - 1)` as a child task to the same pool (with a clone of the pool), computes `fib(n - 2)` itself
+/// the same way, then waits for the child with `into_result` (a child not yet started then runs on this thread).
+fn fib_task(pool: &ThreadPoolExecutor, n: u64, cutoff: u64) -> Option<u64> {
+    if n < cutoff {
+        return Some(fib_seq(n));
+    }
+    let p = pool.clone();
+    let child = pool.submit(move || fib_task(&p, n - 1, cutoff)).ok()?;
+    let b = fib_task(pool, n - 2, cutoff)?;
+    let a = child.into_result().ok()??;
+    Some(a + b)
+}
+
+/// The fan-out on a fresh warmed pool of `workers`: the root call is submitted too, so all of it runs on the
+/// workers; nanoseconds per child task, `None` on a wrong value.
+pub fn fanout(workers: usize, n: u64, cutoff: u64) -> Option<f64> {
+    let pool = warm_pool(workers)?;
+    let p = pool.clone();
+    let start = Instant::now();
+    let v = pool
+        .submit(move || fib_task(&p, std::hint::black_box(n), cutoff))
+        .ok()?
+        .into_result()
+        .ok()??;
+    let ns = per_item(start.elapsed(), fanout_tasks(n, cutoff));
+    pool.shutdown(true);
+    (v == fib_expected(n)).then_some(ns)
 }

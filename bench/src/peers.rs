@@ -311,3 +311,115 @@ pub mod floor {
         Some(ns)
     }
 }
+
+/// Plain recursive Fibonacci, the sequential part of the fan-out workloads (8 and 9): leaves below the cutoff
+/// call it, and the reference floor row is this on the whole input.
+pub fn fib_seq(n: u64) -> u64 {
+    if n < 2 {
+        n
+    } else {
+        fib_seq(n - 1) + fib_seq(n - 2)
+    }
+}
+
+/// The right answer, computed iteratively, that every fan-out contender is checked against.
+pub fn fib_expected(n: u64) -> u64 {
+    let (mut a, mut b) = (0u64, 1u64);
+    for _ in 0..n {
+        (a, b) = (b, a + b);
+    }
+    a
+}
+
+/// Tasks (child submissions) of the fan-out recursion on `n` with `cutoff`: one per call with `n >= cutoff`
+/// (such a call submits `fib(n - 1)` and computes `fib(n - 2)` itself; calls below the cutoff run [`fib_seq`]).
+pub fn fanout_tasks(n: u64, cutoff: u64) -> usize {
+    let (mut below2, mut below1) = (0usize, 0usize);
+    for k in 0..=n {
+        let here = if k < cutoff { 0 } else { 1 + below1 + below2 };
+        (below2, below1) = (below1, here);
+    }
+    below1
+}
+
+/// The fan-out reference floor: [`fib_seq`] on the whole input, timed per task of the parallel versions.
+pub fn fib_seq_fanout(n: u64, cutoff: u64) -> Option<f64> {
+    let start = Instant::now();
+    let v = fib_seq(std::hint::black_box(n));
+    let ns = per_item(start.elapsed(), fanout_tasks(n, cutoff));
+    (v == fib_expected(n)).then_some(ns)
+}
+
+fn fib_join(n: u64, cutoff: u64) -> u64 {
+    if n < cutoff {
+        return fib_seq(n);
+    }
+    // `join` runs its first closure on this thread and leaves the second stealable: the child is `fib(n - 1)`,
+    // the part the caller computes itself `fib(n - 2)`, as in the other contenders.
+    let (b, a) = rayon::join(|| fib_join(n - 2, cutoff), || fib_join(n - 1, cutoff));
+    a + b
+}
+
+/// rayon: the fan-out with `rayon::join` inside `install` on a `workers`-thread pool (built and warmed untimed).
+pub fn rayon_fanout(workers: usize, n: u64, cutoff: u64) -> Option<f64> {
+    let pool = rayon_pool(workers);
+    pool.install(|| fib_join(std::hint::black_box(12), 2));
+    let start = Instant::now();
+    let v = pool.install(|| fib_join(std::hint::black_box(n), cutoff));
+    let ns = per_item(start.elapsed(), fanout_tasks(n, cutoff));
+    (v == fib_expected(n)).then_some(ns)
+}
+
+type BoxedFib = std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send>>;
+
+fn fib_spawn(n: u64, cutoff: u64) -> BoxedFib {
+    Box::pin(async move {
+        if n < cutoff {
+            return Some(fib_seq(n));
+        }
+        let child = tokio::spawn(fib_spawn(n - 1, cutoff));
+        let b = fib_spawn(n - 2, cutoff).await?;
+        let a = child.await.ok()??;
+        Some(a + b)
+    })
+}
+
+/// tokio: the fan-out on a multi-thread runtime with `workers` worker threads; each call `tokio::spawn`s its child
+/// and awaits the `JoinHandle` (boxed async recursion). The root is spawned too, so all of it runs on the workers.
+pub fn tokio_fanout(workers: usize, n: u64, cutoff: u64) -> Option<f64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(rt.spawn(fib_spawn(std::hint::black_box(12), 2)))
+        .ok()??;
+    let start = Instant::now();
+    let v = rt
+        .block_on(rt.spawn(fib_spawn(std::hint::black_box(n), cutoff)))
+        .ok()??;
+    let ns = per_item(start.elapsed(), fanout_tasks(n, cutoff));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    (v == fib_expected(n)).then_some(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_counts_one_task_per_call_at_or_above_the_cutoff() {
+        // Fine-grained fib(30): one child per call with n >= 2, i.e. fib(31) - 1.
+        assert_eq!(fanout_tasks(30, 2), 1_346_268);
+        // Coarse-grained: 18 levels above the cutoff give fib(21) - 1 tasks.
+        assert_eq!(fanout_tasks(33, 15), 10_945);
+        assert_eq!(fanout_tasks(15, 15), 1);
+        assert_eq!(fanout_tasks(14, 15), 0);
+    }
+
+    #[test]
+    fn fib_versions_agree() {
+        assert_eq!(fib_expected(30), 832_040);
+        assert_eq!(fib_seq(20), fib_expected(20));
+        assert_eq!(fib_join(20, 2), fib_expected(20));
+    }
+}
