@@ -107,6 +107,12 @@
 //!   assert_eq!(pool.submit(move || fib(&p, 15))?.into_result()?, 610);
 //!   # Ok::<(), concurrent_futures::Error>(())
 //!   ```
+//! - **Fan-out inside the pool, work-stealing style.** A task submitted from one of the pool's own tasks goes to
+//!   its worker's own queue (newest first for that worker; other workers steal the oldest); tasks from outside keep
+//!   the shared queue, in Python's order. A worker waiting without a timeout on a future of its own pool runs queued
+//!   fan-out tasks meanwhile, as rayon does, so recursive splits keep every thread busy. If your subtasks block on
+//!   something their submitter does after its wait, build the pool with
+//!   [`work_while_waiting(false)`](ThreadPoolBuilder::work_while_waiting).
 //! - **Chained futures, no blocked threads.** [`Future::map`] and [`Future::and_then`] return new futures computed
 //!   by done-callbacks; values, errors, panics and cancellation propagate.
 //! - **A pool that grows and shrinks.** With [`min_workers`](ThreadPoolBuilder::min_workers) and

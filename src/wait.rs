@@ -20,6 +20,8 @@ mod sealed {
         fn failed(&self) -> bool;
         /// Runs the task in this thread if this thread is a worker of its pool and it has not started.
         fn run_here(&self) -> bool;
+        /// Whether this thread works for the executor the future's task belongs to.
+        fn mine(&self) -> bool;
         /// Registers `waiter` to be told `token`; `false` if the future is already done.
         fn register(&self, waiter: &Arc<Waiter>, token: usize) -> bool;
         fn unregister(&self, waiter: &Arc<Waiter>);
@@ -51,6 +53,10 @@ impl<T: Send + Sync + 'static> sealed::Watch for Future<T> {
 
     fn run_here(&self) -> bool {
         self.run_here_if_mine()
+    }
+
+    fn mine(&self) -> bool {
+        self.is_mine()
     }
 
     fn register(&self, waiter: &Arc<Waiter>, token: usize) -> bool {
@@ -156,6 +162,16 @@ pub fn wait<W: Waitable>(
             } else if !mutant("wait_no_recheck") {
                 // (Mutant: forgets a future that finished while the waiter was being installed.)
                 tally.mark(i, f.watch());
+            }
+        }
+        // A worker of the futures' pool runs the pool's queued fan-out work while the condition does not hold
+        // (see `local::help`), then sleeps.
+        let helps = on_worker && futures.iter().any(|f| f.watch().mine());
+        while helps && !tally.satisfies(return_when) && crate::future::local::help() {
+            for i in waiter.take() {
+                if let Some(f) = futures.get(i) {
+                    tally.mark(i, f.watch());
+                }
             }
         }
         while !tally.satisfies(return_when) {
@@ -279,11 +295,23 @@ impl<W: Waitable> Iterator for AsCompleted<W> {
             }
             // A worker waiting on a task of its own pool that has not started runs it itself; its completion
             // posts the token, so the wait below returns at once. Not with a timeout (see `wait`).
-            if self.deadline.is_none() && crate::future::local::on_executor_thread() {
+            // Else it runs its pool's queued fan-out work (see `local::help`) until a future is done.
+            let tokens = if self.deadline.is_none() && crate::future::local::on_executor_thread() {
                 // Stops at the first task it ran; the result only says whether there was one.
-                self.slots.iter().flatten().any(|f| f.watch().run_here());
-            }
-            let tokens = self.waiter.wait(self.deadline);
+                let ran = self.slots.iter().flatten().any(|f| f.watch().run_here());
+                let helps = !ran && self.slots.iter().flatten().any(|f| f.watch().mine());
+                let mut tokens = self.waiter.take();
+                while helps && tokens.is_empty() && crate::future::local::help() {
+                    tokens = self.waiter.take();
+                }
+                if tokens.is_empty() {
+                    self.waiter.wait(None)
+                } else {
+                    tokens
+                }
+            } else {
+                self.waiter.wait(self.deadline)
+            };
             if tokens.is_empty() {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {
                     self.ended = true;

@@ -232,11 +232,16 @@ impl<T: Send + Sync + 'static> Future<T> {
         is_done(core.load())
     }
 
+    /// Whether the calling thread works for the executor this future's task belongs to.
+    pub(crate) fn is_mine(&self) -> bool {
+        local::owns(self.cell.owner())
+    }
+
     /// On a worker of the executor this task belongs to: runs the executor's queued tasks (see
     /// [`local::help`]) until this one is done, then this one itself if nobody started it; `true` if it is done.
     /// Elsewhere, `false` at once.
     fn work_until_done(&self) -> bool {
-        if !local::owns(self.cell.owner()) {
+        if !self.is_mine() {
             return false;
         }
         loop {

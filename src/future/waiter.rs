@@ -27,6 +27,11 @@ impl Waiter {
         self.wake.notify_one();
     }
 
+    /// The tokens posted so far, without waiting (empty if none).
+    pub(crate) fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.tokens.lock())
+    }
+
     /// Waits until at least one token was posted, or `deadline` passes; returns the tokens (empty on time-out).
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Vec<usize> {
         let mut tokens = self.tokens.lock();
