@@ -72,6 +72,7 @@ fn raising_max_workers_starts_a_thread_for_a_blocked_workers_queue() {
         1,
         "the subtask waits in the worker's own queue"
     );
+    assert_eq!(pool.idle_workers(), 0, "the only worker is busy");
     pool.set_max_workers(2).unwrap();
     assert_eq!(blocked.result_timeout(LONG), Ok(&Ok(7)));
     assert_eq!(pool.workers(), 2);

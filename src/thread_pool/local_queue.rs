@@ -75,6 +75,10 @@ impl LocalQueue {
         self.state.lock().jobs.len()
     }
 
+    fn counted_len(&self) -> usize {
+        self.state.lock().jobs.iter().filter(|e| e.counted).count()
+    }
+
     /// Whether the queue holds no task.
     pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
@@ -146,6 +150,16 @@ impl Locals {
     /// Marks every queued task counted in the demand; returns how many were not (the caller adds them).
     pub(super) fn count_all(&self) -> usize {
         self.list.lock().queues.iter().map(|q| q.count_all()).sum()
+    }
+
+    /// Tasks waiting in the workers' queues that the demand counts (a snapshot).
+    pub(super) fn counted_len(&self) -> usize {
+        self.list
+            .lock()
+            .queues
+            .iter()
+            .map(|q| q.counted_len())
+            .sum()
     }
 
     /// Tasks waiting in the workers' queues (a snapshot).

@@ -894,10 +894,12 @@ impl ThreadPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn idle_workers(&self) -> usize {
-        // Idle threads are the backlog minus the demand (see `Shared::add_demand`); the queue holds the backlog
-        // but for submits between counting their job and pushing it, so this can briefly read low.
-        let backlog = self.queued() as isize;
-        usize::try_from(backlog.saturating_sub(self.shared().demand())).unwrap_or(0)
+        // Idle threads are the backlog minus the demand (see `Shared::add_demand`); the queues hold the backlog
+        // (the tasks counted in the demand) but for submits between counting their job and pushing it, so this
+        // can briefly read low.
+        let shared = self.shared();
+        let backlog = (shared.queue.len() + shared.locals.counted_len()) as isize;
+        usize::try_from(backlog.saturating_sub(shared.demand())).unwrap_or(0)
     }
 }
 
