@@ -62,6 +62,9 @@ pub enum Error {
     TaskTimeout {
         /// The limit it ran past.
         timeout: Duration,
+        /// The worker that was stopped: `pid 1234` (process pool), or the local worker process and the MPI rank
+        /// and host it ran on (MPI pool).
+        worker: String,
     },
     /// An argument or a result could not be encoded or decoded (process pools).
     Serialization(String),
@@ -95,10 +98,10 @@ impl fmt::Display for Error {
                     "the worker process (pid {pid}) running the task died: {reason}"
                 )
             }
-            Error::TaskTimeout { timeout } => {
+            Error::TaskTimeout { timeout, worker } => {
                 write!(
                     f,
-                    "the task ran longer than its timeout of {timeout:?} and its worker was stopped"
+                    "the task ran longer than its timeout of {timeout:?} and its worker ({worker}) was stopped"
                 )
             }
             Error::Serialization(what) => write!(f, "could not serialize or deserialize: {what}"),

@@ -289,7 +289,8 @@ fn task_timeout(_: &Mode) -> Result<(), String> {
         .submit_with_timeout(sleep_ms, 120_000, Duration::from_millis(300))
         .map_err(|e| e.to_string())?;
     check(
-        matches!(late.result(), Err(Error::TaskTimeout { timeout }) if timeout == Duration::from_millis(300)),
+        matches!(late.result(), Err(Error::TaskTimeout { timeout, worker })
+            if timeout == Duration::from_millis(300) && worker.contains("MPI rank") && worker.contains("local worker process")),
         || format!("{:?}", late.result()),
     )?;
     let fine = pool

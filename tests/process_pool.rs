@@ -749,11 +749,14 @@ fn timeout_kills_and_replaces_the_worker() {
     let first = result(&pool.submit(pid, ()).unwrap()).unwrap();
     let started = Instant::now();
     let slow = pool.submit(sleep_ms, 60_000).unwrap();
-    assert_eq!(
-        slow.result_timeout(LONG),
-        Err(Error::TaskTimeout {
-            timeout: Duration::from_millis(1500)
-        })
+    assert!(
+        matches!(
+            slow.result_timeout(LONG),
+            Err(Error::TaskTimeout { timeout, worker })
+                if timeout == Duration::from_millis(1500) && worker.starts_with("pid ")
+        ),
+        "{:?}",
+        slow.result_timeout(LONG)
     );
     assert!(started.elapsed() < Duration::from_secs(30));
     let second = result(&pool.submit(pid, ()).unwrap()).unwrap();
@@ -1596,12 +1599,13 @@ fn timeout_kills_a_task_that_lost_its_socket() {
                 Duration::from_secs(1),
             )
             .unwrap();
-        assert_eq!(
-            lost.result_timeout(BOUND).cloned(),
-            Err(Error::TaskTimeout {
-                timeout: Duration::from_secs(1)
-            }),
-            "how = {how}"
+        assert!(
+            matches!(
+                lost.result_timeout(BOUND).cloned(),
+                Err(Error::TaskTimeout { timeout, .. }) if timeout == Duration::from_secs(1)
+            ),
+            "how = {how}: {:?}",
+            lost.result_timeout(BOUND)
         );
         assert!(started.elapsed() < BOUND);
         assert_eq!(result(&pool.submit(square, 3).unwrap()), Ok(9));

@@ -438,7 +438,7 @@ fn report_of(id: u64, outcome: RawOutcome<'_>) -> Vec<u8> {
             id,
             outcome: Outcome::Died { pid, reason },
         }),
-        Err(Error::TaskTimeout { timeout }) => encode(&Report::Done {
+        Err(Error::TaskTimeout { timeout, .. }) => encode(&Report::Done {
             id,
             outcome: Outcome::TimedOut(timeout),
         }),

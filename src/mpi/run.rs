@@ -96,7 +96,10 @@ pub(crate) fn settle(
         }),
         Outcome::TimedOut(timeout) => {
             log::warn!(target: "concurrent_futures", "task `{}` ran past its timeout of {timeout:?} {place}; its local worker process was killed", task.name);
-            task.pending.fail(Error::TaskTimeout { timeout })
+            task.pending.fail(Error::TaskTimeout {
+                timeout,
+                worker: format!("a local worker process {place}"),
+            })
         }
         Outcome::Failed(failure) => task.pending.fail(failure.into_error(place)),
     };

@@ -242,7 +242,10 @@ impl Shared {
                 // It read this call: it was running it.
                 let error = match (fault, worker.stopping) {
                     (Some(fault), _) => fault.clone(),
-                    (None, Some(Stop::Timeout(timeout))) => Error::TaskTimeout { timeout },
+                    (None, Some(Stop::Timeout(timeout))) => Error::TaskTimeout {
+                        timeout,
+                        worker: format!("pid {pid}"),
+                    },
                     (None, Some(Stop::Lost)) => Error::WorkerDied {
                         pid,
                         reason: format!(
