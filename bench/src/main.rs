@@ -364,19 +364,13 @@ fn document(
     out
 }
 
-/// Workload 1 at `w` workers.
-fn submit_wait(cfg: &Config, w: usize) -> Section {
-    let (n, sn, pn) = (cfg.tasks, cfg.std_tasks, cfg.py_tasks);
-    let contenders = vec![
+/// Workloads 1 and 10: ours and the peers with a result handle, submitting `n` no-op tasks to `w` workers.
+fn submit_wait_contenders(w: usize, n: usize) -> Vec<Contender<'static>> {
+    vec![
         Contender::new(
             "concurrent-futures (`into_result`)",
             Kind::Ours,
             move || ours::submit_wait(w, n),
-        ),
-        Contender::new(
-            "concurrent-futures (`result()` by reference)",
-            Kind::OursVariant,
-            move || ours::submit_wait_by_ref(w, n),
         ),
         Contender::new(
             "rusty_pool `evaluate` + `await_complete`",
@@ -388,6 +382,22 @@ fn submit_wait(cfg: &Config, w: usize) -> Section {
             Kind::PeerWithHandle,
             move || peers::tokio_submit_wait(w, n),
         ),
+    ]
+}
+
+/// Workload 1 at `w` workers.
+fn submit_wait(cfg: &Config, w: usize) -> Section {
+    let (n, sn, pn) = (cfg.tasks, cfg.std_tasks, cfg.py_tasks);
+    let mut contenders = submit_wait_contenders(w, n);
+    contenders.insert(
+        1,
+        Contender::new(
+            "concurrent-futures (`result()` by reference)",
+            Kind::OursVariant,
+            move || ours::submit_wait_by_ref(w, n),
+        ),
+    );
+    contenders.extend([
         Contender::new("rayon `spawn` + channel", Kind::PeerOther, move || {
             peers::rayon_submit_wait(w, n)
         }),
@@ -411,7 +421,7 @@ fn submit_wait(cfg: &Config, w: usize) -> Section {
             Kind::Python,
             move || python::thread_pool("submit", w, pn, &[]),
         ),
-    ];
+    ]);
     Section {
         title: format!("1. Submit + wait, no-op task, {w} worker(s): time per task"),
         how: format!(
@@ -883,23 +893,7 @@ fn fanout_targets(sections: &[Section], grain: Grain, workers: &[usize]) -> Vec<
 /// Workload 10 at `w` workers: workload 1's shape while `2 * cores` busy-loop threads of this process spin.
 fn saturated(cfg: &Config, w: usize) -> Section {
     let n = cfg.saturated_tasks;
-    let contenders = vec![
-        Contender::new(
-            "concurrent-futures (`into_result`)",
-            Kind::Ours,
-            move || ours::submit_wait(w, n),
-        ),
-        Contender::new(
-            "rusty_pool `evaluate` + `await_complete`",
-            Kind::PeerWithHandle,
-            move || peers::rusty_pool_submit_wait(w, n),
-        ),
-        Contender::new(
-            "tokio `spawn_blocking` + `block_on`",
-            Kind::PeerWithHandle,
-            move || peers::tokio_submit_wait(w, n),
-        ),
-    ];
+    let contenders = submit_wait_contenders(w, n);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let spinners = spin::Spinners::start(2 * cores);
     let spinning = spinners.count();
