@@ -29,6 +29,7 @@ const CANARIES: &[(&str, &str, fn(), usize)] = &[
     ("split_counts", "13 lazy start: a task blocked on a queued one", models::lazy_start_blocked_task, 2),
     ("idle_callbacks", "14 a callback blocked on a task it submitted", models::callback_blocks_on_new_task, 2),
     ("no_nudge", "15 a task pushed to a worker's own queue", models::local_push_reaches_other_worker, 2),
+    ("uncounted_first_push", "15 a task pushed to a worker's own queue", models::local_push_reaches_other_worker, 2),
 ];
 
 /// Runs every canary in a child process (a loom failure can abort while unwinding, which must not take the

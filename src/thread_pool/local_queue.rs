@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 
 use super::Job;
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 
 /// One worker's queue, aligned to its own cache lines: its owner locks it for every push and pop.
 #[repr(align(128))]
@@ -89,6 +89,9 @@ impl LocalQueue {
 #[derive(Default)]
 pub(super) struct Locals {
     list: Mutex<LocalList>,
+    /// Set by the pool's first push to a worker's own queue: until then thieves need not look (a pool whose tasks
+    /// never submit tasks never locks the list to steal).
+    used: AtomicBool,
 }
 
 #[derive(Default)]
@@ -99,6 +102,26 @@ struct LocalList {
 }
 
 impl Locals {
+    /// Whether any worker ever pushed a task to its own queue (see [`mark_used`](Self::mark_used)).
+    pub(super) fn used(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release in `mark_used`.
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Records that a worker pushed a task to its own queue; `true` for the pool's first such push.
+    ///
+    /// A thread that read `used` as false skipped stealing. The first push is therefore counted in the demand
+    /// (its pusher's read-modify-write of the demand comes after this store): an idle thread counts itself idle
+    /// with its own read-modify-write, so either it comes second and then reads `used` as true, or the pusher
+    /// comes second, sees it idle, and nudges it. Later pushes need no such care: `used` stays true.
+    pub(super) fn mark_used(&self) -> bool {
+        // ORDERING: Relaxed load: a hint (true forever once set); Release store pairs with the Acquire in `used`.
+        if self.used.load(Ordering::Relaxed) {
+            return false;
+        }
+        !self.used.swap(true, Ordering::Release)
+    }
+
     /// A new queue for a worker that is starting.
     pub(super) fn register(&self) -> Arc<LocalQueue> {
         let mut list = self.list.lock();

@@ -263,7 +263,8 @@ impl Shared {
         // A new thread counts as idle from birth (it looks for work at once), so the submit that started it
         // does not start another for the same task.
         self.add_demand(-1);
-        match thread::spawn_named(name, move || worker::run(shared)) {
+        let number = workers.named;
+        match thread::spawn_named(name, move || worker::run(shared, number)) {
             Ok(handle) => {
                 workers.started += 1;
                 workers.named += 1;

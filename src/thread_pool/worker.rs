@@ -9,20 +9,27 @@ use crate::future::local::{self, LocalExecutor};
 use crate::sync::{Arc, Ordering, Pop, mutant, thread, thread_local};
 use crate::unwind;
 
-/// What the pool knows of one of its worker threads while it runs: its own queue (see `local_queue.rs`), and the
-/// executor hook through which a wait on this thread runs the pool's queued work. Aligned to its own cache lines
-/// (as its queue is): only its thread uses it, on every submit, and no other thread's writes should slow that.
+/// What the pool knows of one of its worker threads while it runs: the executor hook through which a wait on
+/// this thread runs the pool's queued work. Aligned to its own cache lines: only its thread uses it, on every
+/// submit, and no other thread's writes should slow that.
 #[repr(align(128))]
 pub(super) struct Worker {
     shared: Arc<Shared>,
-    queue: Arc<LocalQueue>,
-    /// Where this worker starts looking when it steals (its rank at start, so thieves spread over the queues).
+    /// Where this worker starts looking when it steals (its number, so thieves spread over the queues).
     steal_from: usize,
 }
 
 thread_local! {
     #[allow(clippy::missing_const_for_thread_local)] // loom's thread_local! takes no `const` initializer
     static WORKER: RefCell<Option<Arc<Worker>>> = RefCell::new(None);
+    /// This worker's own queue (see `local_queue.rs`), made and listed at its first push: a worker that never
+    /// submits from inside the pool has none, and costs thieves nothing.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static OWN: RefCell<Option<Arc<LocalQueue>>> = RefCell::new(None);
+    /// Tasks this worker pushed to its own queue and has not taken back itself: an upper bound on what the queue
+    /// holds (thieves only take away), so at 0 the queue is empty and the owner need not lock it to know.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static OWN_QUEUED: Cell<usize> = Cell::new(0);
 }
 
 /// What [`push_local`] did with a task.
@@ -39,11 +46,26 @@ pub(super) enum LocalPush {
 pub(super) fn push_local(shared: &Arc<Shared>, job: Job) -> LocalPush {
     WORKER
         .try_with(|worker| match &*worker.borrow() {
-            Some(worker) if Arc::ptr_eq(&worker.shared, shared) => {
+            Some(worker) if Arc::ptr_eq(&worker.shared, shared) => OWN.with(|own| {
+                if own.borrow().is_none() {
+                    *own.borrow_mut() = Some(shared.locals.register());
+                }
+                let own = own.borrow();
+                let queue = own.as_ref().expect("made above");
                 let counted = shared.counts_local_pushes();
-                match worker.queue.push(job, counted) {
+                match queue.push(job, counted) {
                     Ok(()) => {
-                        shared.after_local_push(&worker.queue, counted);
+                        OWN_QUEUED.with(|n| n.set(n.get() + 1));
+                        // The pool's first fan-out task is counted, whatever the thread count: its read-modify-
+                        // write of the demand orders it against idle threads that skipped stealing (see
+                        // `Locals::mark_used`). (Mutant: it is not, like the pushes after it.)
+                        let first = shared.locals.mark_used() && !mutant("uncounted_first_push");
+                        let counted = if first && !counted {
+                            queue.count_all() > 0
+                        } else {
+                            counted
+                        };
+                        shared.after_local_push(queue, counted);
                         LocalPush::Pushed
                     }
                     Err(Closed(job)) => {
@@ -51,7 +73,7 @@ pub(super) fn push_local(shared: &Arc<Shared>, job: Job) -> LocalPush {
                         LocalPush::Refused
                     }
                 }
-            }
+            }),
             _ => LocalPush::NotAWorker(job),
         })
         .unwrap_or_else(|_| unreachable!("a submit runs while its thread's locals are alive"))
@@ -73,13 +95,49 @@ impl Worker {
     /// The next task for this worker when it is free: its own newest, else the shared queue's oldest (Python's
     /// order for tasks from outside), else one stolen from another worker.
     fn find_job(&self) -> Option<Entry> {
-        self.queue
-            .pop()
+        self.pop_own()
             .or_else(|| {
                 let job = self.shared.queue.try_pop()?;
                 Some(Entry { job, counted: true })
             })
-            .or_else(|| self.shared.locals.steal(Some(&self.queue), self.steal_from))
+            .or_else(|| self.steal())
+    }
+
+    /// This worker's newest task, without locking its queue when it knows the queue is empty.
+    fn pop_own(&self) -> Option<Entry> {
+        let own = OWN_QUEUED.with(Cell::get);
+        if own == 0 {
+            return None;
+        }
+        let entry = OWN.with(|own| own.borrow().as_ref().and_then(|q| q.pop()));
+        // None: thieves (or a shutdown's cancel) took the rest.
+        OWN_QUEUED.with(|c| c.set(if entry.is_some() { own - 1 } else { 0 }));
+        entry
+    }
+
+    /// The oldest task of another worker's queue, if any worker ever pushed one.
+    fn steal(&self) -> Option<Entry> {
+        if !self.shared.locals.used() {
+            return None;
+        }
+        OWN.with(|own| {
+            self.shared
+                .locals
+                .steal(own.borrow().as_ref(), self.steal_from)
+        })
+    }
+
+    /// Whether this worker's own queue is empty (only it pushes there, so this stays true until it pushes).
+    fn own_queue_is_empty() -> bool {
+        OWN_QUEUED.with(Cell::get) == 0
+    }
+
+    /// Takes this worker's queue off the pool's list (it is leaving, its queue drained).
+    fn drop_own_queue(&self) {
+        if let Some(queue) = OWN.with(|own| own.borrow_mut().take()) {
+            self.shared.locals.unregister(&queue);
+        }
+        OWN_QUEUED.with(|n| n.set(0));
     }
 }
 
@@ -95,11 +153,7 @@ impl LocalExecutor for Worker {
         }
         // Only tasks submitted from inside the pool (workers' own queues), never the shared queue: those are the
         // fan-out's subtasks, not the unrelated work of outside producers.
-        let Some(entry) = self
-            .queue
-            .pop()
-            .or_else(|| self.shared.locals.steal(Some(&self.queue), self.steal_from))
-        else {
+        let Some(entry) = self.pop_own().or_else(|| self.steal()) else {
             return false;
         };
         if entry.counted {
@@ -185,7 +239,7 @@ impl RunHooks for Idle<'_> {
 }
 
 /// Runs the initializer, then jobs until the queue is closed and drained.
-pub(super) fn run(shared: Arc<Shared>) {
+pub(super) fn run(shared: Arc<Shared>, number: usize) {
     // Counted idle from birth by `Shared::start_worker`.
     let idle = Idle {
         shared: &shared,
@@ -209,16 +263,15 @@ pub(super) fn run(shared: Arc<Shared>) {
     }
     let worker = Arc::new(Worker {
         shared: shared.clone(),
-        queue: shared.locals.register(),
-        // ORDERING: Relaxed: a hint to spread thefts.
-        steal_from: shared.started.load(Ordering::Relaxed),
+        steal_from: number,
     });
+    OWN_QUEUED.with(|own| own.set(0));
     let executor: Arc<dyn LocalExecutor> = worker.clone();
     let entered = local::enter(executor);
     WORKER.with(|current| *current.borrow_mut() = Some(worker.clone()));
     let leave = |retired: bool| {
         WORKER.with(|current| current.borrow_mut().take());
-        shared.locals.unregister(&worker.queue);
+        worker.drop_own_queue();
         if !retired {
             shared.worker_exited();
         }
@@ -284,7 +337,7 @@ pub(super) fn run(shared: Arc<Shared>) {
             // `set_max_workers` lowered the maximum: the surplus threads leave as they finish a task (with their
             // own queue empty: it holds tasks only this thread would otherwise run).
             flush(&mut completed);
-            if worker.queue.is_empty() && shared.try_retire(false) == Retire::Retired {
+            if Worker::own_queue_is_empty() && shared.try_retire(false) == Retire::Retired {
                 idle.idle.set(false);
                 leave(true);
                 drop(entered);
