@@ -196,6 +196,13 @@ fn parse_options(args: &[String]) -> Options {
             _ => usage(),
         }
     }
+    if options.write && options.only.as_ref().is_some_and(|only| only != &[7]) {
+        // A partial run would erase the other workloads' figures; workload 7 alone has its own section.
+        eprintln!(
+            "error: --write records a full run (or, from bench/run-mpi, workload 7 alone), not --only"
+        );
+        std::process::exit(2);
+    }
     options
 }
 
@@ -284,6 +291,7 @@ fn main() {
         }
     }
 
+    let mpi_only = options.only.as_deref() == Some(&[7]);
     let doc = document(&machine, cfg, &targets, &sections, started.elapsed());
     println!("{doc}");
     // A Rust contender that failed is a broken harness or a broken pool: fail the run (CI's smoke run relies on
@@ -296,13 +304,95 @@ fn main() {
         .collect();
     if options.write && failed.is_empty() {
         let path = workspace.join("BENCHMARKS.md");
-        std::fs::write(&path, &doc).expect("write BENCHMARKS.md");
+        let previous = std::fs::read_to_string(&path).unwrap_or_default();
+        let new = if mpi_only {
+            // `bench/run-mpi --write`: replace only the MPI section, keep the main run's figures.
+            let main_part = previous
+                .find(MPI_HEADING)
+                .map_or(&previous[..], |at| &previous[..at]);
+            let section = mpi_document(&machine, cfg, &targets, &sections, started.elapsed());
+            format!("{}\n\n{section}", main_part.trim_end())
+        } else {
+            let ran_mpi = sections.iter().any(|s| s.title.starts_with("7a."));
+            if ran_mpi {
+                doc.clone()
+            } else {
+                keep_mpi_section(&doc, &previous)
+            }
+        };
+        std::fs::write(&path, new).expect("write BENCHMARKS.md");
         eprintln!("wrote {}", path.display());
     }
     if !failed.is_empty() {
         eprintln!("error: these contenders failed at least once: {failed:?}");
         std::process::exit(1);
     }
+}
+
+/// Heading of the MPI section, which `bench/run-mpi` records separately (it needs Open MPI and mpi4py).
+const MPI_HEADING: &str = "\n## MPI pool (issue 10)";
+
+/// `doc`, followed by the MPI section of the `previous` report when `doc` has none: a run without workload 7
+/// must not erase the figures `bench/run-mpi` recorded.
+fn keep_mpi_section(doc: &str, previous: &str) -> String {
+    match previous.find(MPI_HEADING) {
+        Some(at) if !doc.contains(MPI_HEADING) => {
+            format!("{}\n{}", doc.trim_end(), &previous[at..])
+        }
+        _ => doc.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_main_run_keeps_the_recorded_mpi_section() {
+        let previous =
+            "# Benchmarks\n\nold main\n\n## MPI pool (issue 10): workload 7\n\nmpi figures\n";
+        let kept = keep_mpi_section("# Benchmarks\n\nnew main\n", previous);
+        assert_eq!(
+            kept,
+            "# Benchmarks\n\nnew main\n\n## MPI pool (issue 10): workload 7\n\nmpi figures\n"
+        );
+        assert_eq!(keep_mpi_section("new\n", "no section\n"), "new\n");
+    }
+}
+
+/// The MPI section (workload 7 alone, from `bench/run-mpi --write`), with the facts of its own run.
+fn mpi_document(
+    m: &machine::Machine,
+    cfg: &Config,
+    targets: &[Target],
+    sections: &[Section],
+    took: std::time::Duration,
+) -> String {
+    let mut out = format!("{}: workload 7\n\n", MPI_HEADING.trim_start());
+    out.push_str(&format!(
+        "Produced by `bench/run-mpi --write` (the same harness with `--features mpi -- --only 7`; it installs \
+         mpi4py into a virtualenv, built against the same Open MPI), recorded separately from the run above: {}, \
+         commit {}, load average at start {}, {} recorded rounds per group after {} warm-up round(s); run took \
+         {:.0} s{}.\n\n",
+        m.date,
+        m.commit,
+        m.load_at_start,
+        cfg.rounds,
+        cfg.warmup,
+        took.as_secs_f64(),
+        if cfg.smoke {
+            " (SMOKE: tiny counts, the figures mean nothing)"
+        } else {
+            ""
+        },
+    ));
+    out.push_str(&targets_markdown(targets));
+    out.push('\n');
+    for s in sections {
+        out.push_str(&s.markdown());
+        out.push('\n');
+    }
+    out
 }
 
 /// The whole report as Markdown.
