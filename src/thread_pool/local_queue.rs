@@ -122,7 +122,9 @@ impl Locals {
         !self.used.swap(true, Ordering::Release)
     }
 
-    /// A new queue for a worker that is starting.
+    /// A new queue, listed, for a worker's first push (the list's lock orders it against thieves: one that locks
+    /// the list after this sees the queue, one that locked it before counted itself idle before, which the
+    /// pusher's later read of the demand sees).
     pub(super) fn register(&self) -> Arc<LocalQueue> {
         let mut list = self.list.lock();
         let queue = Arc::new(LocalQueue {
