@@ -307,11 +307,8 @@ fn main() {
         let previous = std::fs::read_to_string(&path).unwrap_or_default();
         let new = if mpi_only {
             // `bench/run-mpi --write`: replace only the MPI section, keep the main run's figures.
-            let main_part = previous
-                .find(MPI_HEADING)
-                .map_or(&previous[..], |at| &previous[..at]);
             let section = mpi_document(&machine, cfg, &targets, &sections, started.elapsed());
-            format!("{}\n\n{section}", main_part.trim_end())
+            replace_mpi_section(&previous, &section)
         } else {
             let ran_mpi = sections.iter().any(|s| s.title.starts_with("7a."));
             if ran_mpi {
@@ -343,23 +340,6 @@ fn keep_mpi_section(doc: &str, previous: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_main_run_keeps_the_recorded_mpi_section() {
-        let previous =
-            "# Benchmarks\n\nold main\n\n## MPI pool (issue 10): workload 7\n\nmpi figures\n";
-        let kept = keep_mpi_section("# Benchmarks\n\nnew main\n", previous);
-        assert_eq!(
-            kept,
-            "# Benchmarks\n\nnew main\n\n## MPI pool (issue 10): workload 7\n\nmpi figures\n"
-        );
-        assert_eq!(keep_mpi_section("new\n", "no section\n"), "new\n");
-    }
-}
-
 /// The MPI section (workload 7 alone, from `bench/run-mpi --write`), with the facts of its own run.
 fn mpi_document(
     m: &machine::Machine,
@@ -388,11 +368,13 @@ fn mpi_document(
     ));
     out.push_str(&targets_markdown(targets));
     out.push('\n');
-    for s in sections {
-        out.push_str(&s.markdown());
-        out.push('\n');
-    }
+    out.push_str(&sections_markdown(sections));
     out
+}
+
+/// Every section's table, one after another.
+fn sections_markdown(sections: &[Section]) -> String {
+    sections.iter().map(|s| s.markdown() + "\n").collect()
 }
 
 /// The whole report as Markdown.
@@ -447,10 +429,7 @@ fn document(
         out.push('\n');
     }
     out.push_str("## Workloads\n\n");
-    for s in sections {
-        out.push_str(&s.markdown());
-        out.push('\n');
-    }
+    out.push_str(&sections_markdown(sections));
     out
 }
 
@@ -1017,4 +996,39 @@ fn saturated_targets(section: &Section, w: usize) -> Vec<Target> {
         "<= 1.0x",
         |r| r <= 1.0,
     )]
+}
+
+/// The `previous` report with its MPI section (if any) replaced by `section`.
+fn replace_mpi_section(previous: &str, section: &str) -> String {
+    let main_part = previous
+        .find(MPI_HEADING)
+        .map_or(previous, |at| &previous[..at]);
+    format!("{}\n\n{section}", main_part.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_main_run_keeps_the_recorded_mpi_section() {
+        let previous =
+            "# Benchmarks\n\nold main\n\n## MPI pool (issue 10): workload 7\n\nmpi figures\n";
+        let kept = keep_mpi_section("# Benchmarks\n\nnew main\n", previous);
+        assert_eq!(
+            kept,
+            "# Benchmarks\n\nnew main\n\n## MPI pool (issue 10): workload 7\n\nmpi figures\n"
+        );
+        assert_eq!(keep_mpi_section("new\n", "no section\n"), "new\n");
+    }
+
+    #[test]
+    fn an_mpi_run_replaces_only_the_mpi_section() {
+        let section = "## MPI pool (issue 10): workload 7\n\nnew figures\n";
+        let main = "# Benchmarks\n\nmain figures\n";
+        let old = format!("{main}\n## MPI pool (issue 10): workload 7\n\nold figures\n");
+        let expected = format!("{main}\n{section}");
+        assert_eq!(replace_mpi_section(&old, section), expected);
+        assert_eq!(replace_mpi_section(main, section), expected);
+    }
 }
